@@ -1,0 +1,1 @@
+"""rasteret-assets: raster imagery catalogs turned into query-ready GeoParquet collections."""

@@ -1,0 +1,104 @@
+"""TIFF tag numbers and field types, and decoding of one entry's value.
+
+Only the tags the parser uses are ever decoded; everything else (ICC profiles, XMP, SubIFDs,
+private tags with exotic types) is skipped without being read.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+import numpy as np
+
+from rasteret_assets.tiff.errors import CorruptTiffError
+
+
+class Tag(IntEnum):
+    NEW_SUBFILE_TYPE = 254
+    IMAGE_WIDTH = 256
+    IMAGE_LENGTH = 257
+    BITS_PER_SAMPLE = 258
+    COMPRESSION = 259
+    PHOTOMETRIC = 262
+    STRIP_OFFSETS = 273
+    SAMPLES_PER_PIXEL = 277
+    PLANAR_CONFIGURATION = 284
+    PREDICTOR = 317
+    TILE_WIDTH = 322
+    TILE_LENGTH = 323
+    TILE_OFFSETS = 324
+    TILE_BYTE_COUNTS = 325
+    EXTRA_SAMPLES = 338
+    SAMPLE_FORMAT = 339
+    JPEG_TABLES = 347
+    MODEL_PIXEL_SCALE = 33550
+    MODEL_TIEPOINT = 33922
+    MODEL_TRANSFORMATION = 34264
+    GEO_KEY_DIRECTORY = 34735
+    GEO_DOUBLE_PARAMS = 34736
+    GEO_ASCII_PARAMS = 34737
+    GDAL_METADATA = 42112
+    GDAL_NODATA = 42113
+
+
+# Field type -> (size in bytes, numpy dtype code or None for non-numeric, human name).
+# 5/10 (rationals) and 15 (complex) hold two numbers per value; 13/18 are IFD offsets.
+FIELD_TYPES: dict[int, tuple[int, str | None, str]] = {
+    1: (1, "u1", "BYTE"),
+    2: (1, None, "ASCII"),
+    3: (2, "u2", "SHORT"),
+    4: (4, "u4", "LONG"),
+    5: (8, "u4", "RATIONAL"),
+    6: (1, "i1", "SBYTE"),
+    7: (1, None, "UNDEFINED"),
+    8: (2, "i2", "SSHORT"),
+    9: (4, "i4", "SLONG"),
+    10: (8, "i4", "SRATIONAL"),
+    11: (4, "f4", "FLOAT"),
+    12: (8, "f8", "DOUBLE"),
+    13: (4, "u4", "IFD"),
+    14: (2, "u2", "UNICODE"),
+    15: (8, "f4", "COMPLEX"),
+    16: (8, "u8", "LONG8"),
+    17: (8, "i8", "SLONG8"),
+    18: (8, "u8", "IFD8"),
+}
+PAIRED_TYPES = frozenset({5, 10, 15})
+INTEGER_TYPES = frozenset({1, 3, 4, 6, 8, 9, 13, 16, 17, 18})
+
+
+def decode_numbers(
+    field_type: int, count: int, raw: memoryview, order: str, what: str
+) -> np.ndarray:
+    """Decode a numeric field into a numpy array (rationals become float64 quotients)."""
+    size, code, name = FIELD_TYPES[field_type]
+    if code is None:
+        raise CorruptTiffError(f"{what} has field type {name}, expected a number")
+    if field_type in PAIRED_TYPES:
+        pairs = np.frombuffer(raw, dtype=order + code, count=2 * count).astype(np.float64)
+        if field_type == 15:
+            return pairs[0::2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return pairs[0::2] / pairs[1::2]
+    return np.frombuffer(raw, dtype=order + code, count=count)
+
+
+def decode_integers(
+    field_type: int, count: int, raw: memoryview, order: str, what: str
+) -> np.ndarray:
+    """Decode an integer-typed field; anything else is a corrupt header for this tag."""
+    if field_type not in INTEGER_TYPES:
+        raise CorruptTiffError(f"{what} has field type {FIELD_TYPES[field_type][2]}, expected integer")
+    values = decode_numbers(field_type, count, raw, order, what)
+    if values.dtype.kind == "i" and count and values.min() < 0:
+        raise CorruptTiffError(f"{what} holds a negative value")
+    return values
+
+
+def decode_text(raw: memoryview) -> str:
+    """ASCII fields end at the first NUL; stray non-ASCII bytes are kept, not fatal."""
+    text = bytes(raw)
+    end = text.find(b"\x00")
+    if end >= 0:
+        text = text[:end]
+    return text.decode("utf-8", errors="replace")
