@@ -9,6 +9,7 @@ pass needs.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rasteret_assets.tiff.errors import TruncatedTiffError
@@ -72,16 +73,17 @@ class ByteBuffer:
         if self.file_size is None or size < self.file_size:
             self.file_size = size
 
-    def view(self, offset: int, length: int, what: str) -> memoryview | None:
+    def view(self, offset: int, length: int, what: str | Callable[[], str]) -> memoryview | None:
         """Bytes ``[offset, offset + length)`` or ``None`` when not (yet) read.
 
         Raises :class:`TruncatedTiffError` when the range lies past the known end of the file,
-        naming ``what`` the header wanted to find there.
+        naming ``what`` the header wanted to find there (a callable is only called then).
         """
         end = offset + length
         if self.file_size is not None and end > self.file_size:
+            name = what if isinstance(what, str) else what()
             raise TruncatedTiffError(
-                f"{what} needs bytes [{offset}, {end}) but the file ends at byte {self.file_size}"
+                f"{name} needs bytes [{offset}, {end}) but the file ends at byte {self.file_size}"
             )
         index = bisect.bisect_right(self._starts, offset) - 1
         if index < 0:

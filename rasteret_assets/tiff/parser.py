@@ -31,6 +31,8 @@ from rasteret_assets.tiff.model import (
 )
 from rasteret_assets.tiff.tags import (
     FIELD_TYPES,
+    UNSIGNED_SCALAR_CODES,
+    Describe,
     Tag,
     decode_integers,
     decode_numbers,
@@ -160,9 +162,7 @@ class _Pass:
                     f"(expected 1..{MAX_ENTRIES})"
                 )
             block_size = n_entries * entry_struct.size
-            block = self.view(
-                offset + count_size, block_size + offset_size, f"IFD {index} entries"
-            )
+            block = self.view(offset + count_size, block_size + offset_size, f"IFD {index} entries")
             if block is None:
                 break
             entries: dict[int, _Entry] = {}
@@ -173,17 +173,21 @@ class _Pass:
             (offset,) = struct.unpack(fmt.offset_format, block[block_size:])
         return ifds
 
-    def value(self, entry: _Entry, what: str) -> memoryview | None:
+    def value(self, entry: _Entry, describe: Describe) -> memoryview | None:
         """The raw bytes of an entry's value: inline, or looked up at its offset."""
-        if entry.field_type not in FIELD_TYPES:
-            raise CorruptTiffError(f"{what} has unknown field type {entry.field_type}")
-        size = FIELD_TYPES[entry.field_type][0] * entry.count
+        field = FIELD_TYPES.get(entry.field_type)
+        if field is None:
+            raise CorruptTiffError(f"{describe()} has unknown field type {entry.field_type}")
+        size = field[0] * entry.count
         if size > MAX_VALUE_BYTES:
-            raise CorruptTiffError(f"{what} claims {size} bytes of values")
+            raise CorruptTiffError(f"{describe()} claims {size} bytes of values")
         if size <= len(entry.inline):
             return memoryview(entry.inline)[:size]
         (offset,) = struct.unpack(self.fmt.offset_format, entry.inline)
-        return self.view(offset, size, what)
+        data = self.buffer.view(offset, size, describe)
+        if data is None:
+            self.missing.append((offset, size))
+        return data
 
 
 class _IfdReader:
@@ -203,33 +207,33 @@ class _IfdReader:
     def count(self, tag: Tag) -> int:
         return self.raw.entries[tag].count
 
-    def _raw(self, tag: Tag) -> tuple[_Entry, memoryview] | None:
+    def _raw(self, tag: Tag) -> tuple[_Entry, memoryview, Describe] | None:
         entry = self.raw.entries.get(tag)
         if entry is None:
             return None
-        data = self.parse.value(entry, self.name(tag))
+
+        def describe() -> str:
+            return self.name(tag)
+
+        data = self.parse.value(entry, describe)
         if data is None:
             self.incomplete = True
             return None
-        return entry, data
+        return entry, data, describe
 
     def integers(self, tag: Tag) -> np.ndarray | None:
         found = self._raw(tag)
         if found is None:
             return None
-        entry, data = found
-        return decode_integers(
-            entry.field_type, entry.count, data, self.parse.fmt.order, self.name(tag)
-        )
+        entry, data, describe = found
+        return decode_integers(entry.field_type, entry.count, data, self.parse.fmt.order, describe)
 
     def numbers(self, tag: Tag) -> np.ndarray | None:
         found = self._raw(tag)
         if found is None:
             return None
-        entry, data = found
-        return decode_numbers(
-            entry.field_type, entry.count, data, self.parse.fmt.order, self.name(tag)
-        )
+        entry, data, describe = found
+        return decode_numbers(entry.field_type, entry.count, data, self.parse.fmt.order, describe)
 
     def text(self, tag: Tag) -> str | None:
         found = self._raw(tag)
@@ -240,8 +244,14 @@ class _IfdReader:
         return None if found is None else bytes(found[1])
 
     def scalar(self, tag: Tag, default: int) -> int:
-        """First value of an integer tag that must be inline-sized (it always is in practice)."""
-        values = self.integers(tag) if self.has(tag) else None
+        """First value of an integer tag (always inline in practice, so read it directly)."""
+        entry = self.raw.entries.get(tag)
+        if entry is None:
+            return default
+        code = UNSIGNED_SCALAR_CODES.get(entry.field_type)
+        if code is not None and entry.count >= 1:
+            return struct.unpack_from(self.parse.fmt.order + code, entry.inline)[0]
+        values = self.integers(tag)
         if values is None:
             return default
         if len(values) == 0:
@@ -250,11 +260,14 @@ class _IfdReader:
 
     def per_sample(self, tag: Tag, samples: int, default: int) -> tuple[int, ...]:
         """A per-sample tag, given once for all samples or once per sample."""
-        values = self.integers(tag) if self.has(tag) else None
+        entry = self.raw.entries.get(tag)
+        if entry is None:
+            return (default,) * samples
+        if entry.count == 1:
+            return (self.scalar(tag, default),) * samples
+        values = self.integers(tag)
         if values is None:
             return (default,) * samples
-        if len(values) == 1:
-            return (int(values[0]),) * samples
         if len(values) < samples:
             raise CorruptTiffError(
                 f"{self.name(tag)} has {len(values)} values for {samples} samples"

@@ -6,6 +6,7 @@ private tags with exotic types) is skipped without being read.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import IntEnum
 
 import numpy as np
@@ -65,15 +66,23 @@ FIELD_TYPES: dict[int, tuple[int, str | None, str]] = {
 }
 PAIRED_TYPES = frozenset({5, 10, 15})
 INTEGER_TYPES = frozenset({1, 3, 4, 6, 8, 9, 13, 16, 17, 18})
+# struct codes for reading a single unsigned inline integer without numpy's overhead.
+UNSIGNED_SCALAR_CODES = {1: "B", 3: "H", 4: "I", 13: "I", 16: "Q", 18: "Q"}
+
+
+Describe = Callable[[], str]
 
 
 def decode_numbers(
-    field_type: int, count: int, raw: memoryview, order: str, what: str
+    field_type: int, count: int, raw: memoryview, order: str, describe: Describe
 ) -> np.ndarray:
-    """Decode a numeric field into a numpy array (rationals become float64 quotients)."""
-    size, code, name = FIELD_TYPES[field_type]
+    """Decode a numeric field into a numpy array (rationals become float64 quotients).
+
+    ``describe`` names the tag for error messages; it is only called on the error path.
+    """
+    _, code, name = FIELD_TYPES[field_type]
     if code is None:
-        raise CorruptTiffError(f"{what} has field type {name}, expected a number")
+        raise CorruptTiffError(f"{describe()} has field type {name}, expected a number")
     if field_type in PAIRED_TYPES:
         pairs = np.frombuffer(raw, dtype=order + code, count=2 * count).astype(np.float64)
         if field_type == 15:
@@ -84,14 +93,15 @@ def decode_numbers(
 
 
 def decode_integers(
-    field_type: int, count: int, raw: memoryview, order: str, what: str
+    field_type: int, count: int, raw: memoryview, order: str, describe: Describe
 ) -> np.ndarray:
     """Decode an integer-typed field; anything else is a corrupt header for this tag."""
     if field_type not in INTEGER_TYPES:
-        raise CorruptTiffError(f"{what} has field type {FIELD_TYPES[field_type][2]}, expected integer")
-    values = decode_numbers(field_type, count, raw, order, what)
+        name = FIELD_TYPES[field_type][2]
+        raise CorruptTiffError(f"{describe()} has field type {name}, expected integer")
+    values = decode_numbers(field_type, count, raw, order, describe)
     if values.dtype.kind == "i" and count and values.min() < 0:
-        raise CorruptTiffError(f"{what} holds a negative value")
+        raise CorruptTiffError(f"{describe()} holds a negative value")
     return values
 
 
