@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 
-from rasteret_assets.tiff.model import Ifd, TiffHeader
+if TYPE_CHECKING:
+    from rasteret_assets.tiff.model import Ifd, TiffHeader
 
 CONTRACT_VERSION = "1.0"
 
@@ -83,6 +85,52 @@ EXTRA_METADATA_FIELDS: tuple[pa.Field, ...] = (
 
 BAND_METADATA_TYPE = pa.struct(RASTERET_METADATA_FIELDS + EXTRA_METADATA_FIELDS)
 
+#: One IFD of a parsed file in the ``cog_headers`` table, band-agnostic (full tile tables).
+IFD_TYPE = pa.struct(
+    [
+        ("index", pa.int32()),
+        ("new_subfile_type", pa.int32()),
+        ("image_width", pa.int32()),
+        ("image_height", pa.int32()),
+        ("tile_width", pa.int32()),
+        ("tile_height", pa.int32()),
+        ("samples_per_pixel", pa.int32()),
+        ("planar_configuration", pa.int32()),
+        ("bits_per_sample", pa.int32()),
+        ("sample_format", pa.int32()),
+        ("dtype", pa.string()),
+        ("compression", pa.int32()),
+        ("predictor", pa.int32()),
+        ("photometric", pa.int32()),
+        ("extra_samples", pa.list_(pa.int32())),
+        ("tile_offsets", pa.list_(pa.int64())),
+        ("tile_byte_counts", pa.list_(pa.int64())),
+        ("jpeg_tables", pa.binary()),
+    ]
+)
+
+#: ``cog_headers``: one row per asset URL, what happened to it and what its header says.
+COG_HEADERS_SCHEMA = pa.schema(
+    [
+        ("url", pa.string()),
+        ("status", pa.string()),
+        ("error", pa.string()),
+        ("attempts", pa.int32()),
+        ("requests", pa.int32()),
+        ("bytes_read", pa.int64()),
+        ("elapsed_s", pa.float64()),
+        ("etag", pa.string()),
+        ("size", pa.int64()),
+        ("ifds", pa.list_(IFD_TYPE)),
+        ("transform", pa.list_(pa.float64())),
+        ("pixel_scale", pa.list_(pa.float64())),
+        ("tiepoint", pa.list_(pa.float64())),
+        ("nodata", pa.float64()),
+        ("epsg", pa.int32()),
+        ("crs", pa.string()),
+    ]
+)
+
 
 def metadata_column(band: str) -> str:
     """Column holding the parsed header of ``band``'s asset."""
@@ -137,20 +185,31 @@ def _float_list(values: Sequence[Sequence[float] | None]) -> pa.ListArray:
     return pa.array([None if v is None else list(v) for v in values], pa.list_(pa.float64()))
 
 
-def _levels(levels: Sequence[tuple[Ifd, int]]) -> pa.StructArray:
-    """Flat struct array of overview/mask levels, tile tables sliced for the band."""
-    tables = [ifd.band_tiles(band) for ifd, band in levels]
-    return pa.StructArray.from_arrays(
-        [
-            pa.array([ifd.image_width for ifd, _ in levels], pa.int32()),
-            pa.array([ifd.image_height for ifd, _ in levels], pa.int32()),
-            pa.array([ifd.tile_width for ifd, _ in levels], pa.int32()),
-            pa.array([ifd.tile_height for ifd, _ in levels], pa.int32()),
-            _list_of([t[0] for t in tables], pa.int64(), np.int64),
-            _list_of([t[1] for t in tables], pa.int64(), np.int64),
-        ],
-        fields=list(LEVEL_TYPE),
-    )
+def ifd_struct_array(
+    levels: Sequence[tuple[Ifd, int | None]], struct_type: pa.StructType
+) -> pa.StructArray:
+    """Struct array (``LEVEL_TYPE`` or ``IFD_TYPE``) of IFDs.
+
+    Tile tables are sliced for the paired band, or kept whole when the band is ``None``.
+    """
+    tables = [
+        (ifd.tile_offsets, ifd.tile_byte_counts) if band is None else ifd.band_tiles(band)
+        for ifd, band in levels
+    ]
+    ifds = [ifd for ifd, _ in levels]
+    columns = []
+    for field in struct_type:
+        if field.name == "tile_offsets":
+            columns.append(_list_of([t[0] for t in tables], pa.int64(), np.int64))
+        elif field.name == "tile_byte_counts":
+            columns.append(_list_of([t[1] for t in tables], pa.int64(), np.int64))
+        elif field.name == "extra_samples":
+            columns.append(pa.array([list(i.extra_samples) for i in ifds], field.type))
+        elif field.name in ("bits_per_sample", "sample_format"):
+            columns.append(pa.array([getattr(i, field.name)[0] for i in ifds], field.type))
+        else:
+            columns.append(pa.array([getattr(i, field.name) for i in ifds], field.type))
+    return pa.StructArray.from_arrays(columns, fields=list(struct_type))
 
 
 def _nested_levels(
@@ -169,7 +228,7 @@ def _nested_levels(
         offsets.append(len(flat))
     return pa.ListArray.from_arrays(
         pa.array(offsets, pa.int32()),
-        _levels(flat),
+        ifd_struct_array(flat, LEVEL_TYPE),
         type=pa.list_(LEVEL_TYPE),
         mask=null_mask,
     )

@@ -1,0 +1,230 @@
+"""The concurrent header engine: URLs in, one :class:`HeaderOutcome` per URL out, streaming.
+
+A fixed pool of workers pulls URLs from a shared iterator, so at most ``max_concurrent`` URLs
+are in flight and there is no batch barrier: a slow URL holds one worker, not a whole batch.
+Each URL costs one speculative first read plus, only when the parser asks for more, one merged
+follow-up read per round. Failures become outcomes with an error class; nothing is raised for
+a bad asset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+
+from rasteret_assets.storage import RetryPolicy, StorageBackend, StorageError, redact_url
+from rasteret_assets.storage.base import read_range_with_info
+from rasteret_assets.tiff import (
+    ByteBuffer,
+    NeedBytes,
+    TiffError,
+    TiffHeader,
+    parse_header,
+    plan_reads,
+)
+from rasteret_assets.tiff.errors import CorruptTiffError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_FIRST_READ = 65536
+DEFAULT_MIN_READ = 16384
+MAX_ROUNDS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderOutcome:
+    """What happened to one URL: its parsed header, or why there is none."""
+
+    url: str
+    status: str
+    error: str | None
+    attempts: int
+    requests: int
+    bytes_read: int
+    elapsed: float
+    etag: str | None = None
+    size: int | None = None
+    header: TiffHeader | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass
+class _Tally:
+    attempts: int = 0
+    requests: int = 0
+    bytes_read: int = 0
+
+
+async def fetch_header(
+    url: str,
+    backend: StorageBackend,
+    *,
+    retry: RetryPolicy,
+    first_read: int = DEFAULT_FIRST_READ,
+    min_read: int = DEFAULT_MIN_READ,
+) -> HeaderOutcome:
+    """Read and parse one URL's header; every failure ends as an outcome, never an exception."""
+    started = time.perf_counter()
+    tally = _Tally()
+    etag = size = None
+    try:
+        first, tries = await retry.call(
+            lambda: read_range_with_info(backend, url, 0, first_read), url=url
+        )
+        tally.attempts += tries
+        tally.requests += tries
+        tally.bytes_read += len(first.data)
+        etag, size = first.info.etag, first.info.size
+        buffer = ByteBuffer(size)
+        buffer.add(0, first.data)
+        if len(first.data) < first_read:
+            buffer.mark_end_of_file(len(first.data))
+        header = await _complete(url, backend, buffer, retry, min_read, tally)
+    except (StorageError, TiffError) as error:
+        # A storage failure cost the tries of the call that gave up; a parse failure none.
+        failed_tries = (error.attempts or 1) if isinstance(error, StorageError) else 0
+        return HeaderOutcome(
+            url=url,
+            status=error.error_class,
+            error=_message(error, url),
+            attempts=tally.attempts + failed_tries,
+            requests=tally.requests + failed_tries,
+            bytes_read=tally.bytes_read,
+            elapsed=time.perf_counter() - started,
+            etag=etag,
+            size=size,
+        )
+    return HeaderOutcome(
+        url=url,
+        status="ok",
+        error=None,
+        attempts=tally.attempts,
+        requests=tally.requests,
+        bytes_read=tally.bytes_read,
+        elapsed=time.perf_counter() - started,
+        etag=etag,
+        size=size,
+        header=header,
+    )
+
+
+async def _complete(
+    url: str,
+    backend: StorageBackend,
+    buffer: ByteBuffer,
+    retry: RetryPolicy,
+    min_read: int,
+    tally: _Tally,
+) -> TiffHeader:
+    """Feed the parser the ranges it asks for until it returns a header."""
+    for _ in range(MAX_ROUNDS):
+        result = parse_header(buffer)
+        if not isinstance(result, NeedBytes):
+            return result
+        reads = plan_reads(result.ranges, min_read=min_read)
+        chunks, tries = await retry.call(lambda r=reads: backend.get_ranges(url, r), url=url)
+        tally.attempts += tries
+        tally.requests += tries * len(reads)
+        for (offset, length), data in zip(reads, chunks, strict=True):
+            tally.bytes_read += len(data)
+            buffer.add(offset, data)
+            if len(data) < length:
+                buffer.mark_end_of_file(offset + len(data))
+    raise CorruptTiffError(f"header still incomplete after {MAX_ROUNDS} rounds of reads")
+
+
+def _message(error: Exception, url: str) -> str:
+    """Error text that names the URL without its query string (signed URLs stay secret)."""
+    text = str(error)
+    safe = redact_url(url)
+    return text if safe in text else f"{safe}: {text}"
+
+
+class ProgressLog:
+    """Logs done/total, rate and errors so far at a steady cadence (Dagster shows these)."""
+
+    def __init__(self, total: int, *, every_seconds: float = 5.0, label: str = "headers"):
+        self.total = total
+        self.every = every_seconds
+        self.label = label
+        self.done = 0
+        self.errors: Counter[str] = Counter()
+        self.started = time.monotonic()
+        self._last = self.started
+
+    def record(self, outcome: HeaderOutcome) -> None:
+        self.done += 1
+        if not outcome.ok:
+            self.errors[outcome.status] += 1
+        now = time.monotonic()
+        if now - self._last >= self.every or self.done == self.total:
+            self._last = now
+            self.log(now)
+
+    def log(self, now: float | None = None) -> None:
+        elapsed = max((now or time.monotonic()) - self.started, 1e-9)
+        errors = ", ".join(f"{k}={v}" for k, v in sorted(self.errors.items())) or "none"
+        logger.info(
+            "%s: %d/%d done (%.0f/s), errors: %s",
+            self.label,
+            self.done,
+            self.total,
+            self.done / elapsed,
+            errors,
+        )
+
+
+async def fetch_headers(
+    urls: Iterable[str],
+    backend: StorageBackend,
+    *,
+    max_concurrent: int = 300,
+    retry: RetryPolicy | None = None,
+    first_read: int = DEFAULT_FIRST_READ,
+    min_read: int = DEFAULT_MIN_READ,
+    progress: ProgressLog | None = None,
+) -> AsyncIterator[HeaderOutcome]:
+    """Yield one outcome per URL, in completion order, with at most ``max_concurrent`` in flight."""
+    if max_concurrent < 1:
+        raise ValueError(f"max_concurrent must be >= 1, got {max_concurrent}")
+    policy = retry or RetryPolicy()
+    pending = iter(urls)
+    results: asyncio.Queue[HeaderOutcome | None] = asyncio.Queue(maxsize=max_concurrent * 2)
+
+    failures: list[BaseException] = []
+
+    async def worker() -> None:
+        try:
+            for url in pending:
+                outcome = await fetch_header(
+                    url, backend, retry=policy, first_read=first_read, min_read=min_read
+                )
+                await results.put(outcome)
+        except Exception as error:  # a bug, not a bad asset: surface it after the pool stops
+            failures.append(error)
+        await results.put(None)
+
+    workers = [asyncio.create_task(worker()) for _ in range(max_concurrent)]
+    running = len(workers)
+    try:
+        while running:
+            outcome = await results.get()
+            if outcome is None:
+                running -= 1
+                continue
+            if progress is not None:
+                progress.record(outcome)
+            yield outcome
+    finally:
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+    if failures:
+        raise failures[0]

@@ -1,0 +1,268 @@
+"""Range reads over HTTP(S) with aiohttp.
+
+One ``ClientSession`` (one connection pool) per backend and event loop: COG header reads are
+many tiny requests to few hosts, so connection reuse and a hard cap on open sockets matter
+more than anything else here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+from multidict import CIMultiDictProxy
+
+from rasteret_assets.storage.base import ObjectInfo, RangeRead, check_range
+from rasteret_assets.storage.coalesce import read_coalesced
+from rasteret_assets.storage.errors import StorageError
+from rasteret_assets.storage.headers import (
+    parse_content_range,
+    parse_retry_after,
+    to_iso_timestamp,
+)
+from rasteret_assets.storage.options import StorageOptions
+from rasteret_assets.storage.redact import redact_url
+
+logger = logging.getLogger(__name__)
+
+# Compressed transfer would make byte offsets refer to the encoded stream.
+_BASE_HEADERS = {"Accept-Encoding": "identity"}
+
+
+class HttpBackend:
+    """``StorageBackend`` for ``http://`` and ``https://`` URLs.
+
+    The session is created lazily inside the running loop (aiohttp sessions are bound to
+    one loop; Dagster assets call ``asyncio.run`` per materialization) and recreated if the
+    backend is later used from a different loop.
+    """
+
+    def __init__(self, options: StorageOptions | None = None) -> None:
+        self._options = options or StorageOptions()
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- session -----------------------------------------------------------------------
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._session is not None and not self._session.closed and self._loop is loop:
+            return self._session
+        if self._session is not None and not self._session.closed:
+            # Bound to another loop: it cannot be closed from here, and reusing it would
+            # fail. Drop it; its loop owns the sockets.
+            logger.debug("HTTP session belongs to another event loop; opening a new one")
+        opts = self._options
+        connector = aiohttp.TCPConnector(
+            limit=opts.max_connections,
+            limit_per_host=opts.max_connections_per_host,
+            ttl_dns_cache=opts.dns_cache_ttl,
+            keepalive_timeout=opts.keepalive_timeout,
+        )
+        # No ``total`` and no ``connect``: both include time spent queueing for a pooled
+        # connection, which grows with the number of concurrent reads, not with server
+        # health. Only socket-level waits say something about the server.
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=None,
+            sock_connect=opts.connect_timeout,
+            sock_read=opts.read_timeout,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=timeout, auto_decompress=False, trust_env=True
+        )
+        self._loop = loop
+        return self._session
+
+    async def close(self) -> None:
+        """Close the connection pool (a later call reopens one)."""
+        session, self._session = self._session, None
+        if session is None or session.closed:
+            return
+        if self._loop is asyncio.get_running_loop():
+            await session.close()
+
+    # -- reads -------------------------------------------------------------------------
+
+    async def get_range(self, url: str, start: int, length: int) -> bytes:
+        """Read ``length`` bytes from ``start``; shorter at end of object."""
+        return (await self.get_range_with_info(url, start, length)).data
+
+    async def get_ranges(self, url: str, ranges: list[tuple[int, int]]) -> list[bytes]:
+        """Read several ranges; nearby ones share one request, the rest run concurrently."""
+        return await read_coalesced(
+            lambda start, length: self.get_range(url, start, length),
+            ranges,
+            max_gap=self._options.coalesce_gap,
+        )
+
+    async def get_range_with_info(self, url: str, start: int, length: int) -> RangeRead:
+        """Read a range and report size/ETag/Last-Modified from the same response."""
+        check_range(start, length)
+        if length == 0:
+            return RangeRead(b"", ObjectInfo())
+        headers = {**_BASE_HEADERS, "Range": f"bytes={start}-{start + length - 1}"}
+        logger.debug("GET %s bytes=%d-%d", redact_url(url), start, start + length - 1)
+        try:
+            async with self._get_session().get(url, headers=headers) as resp:
+                return await self._read_response(resp, url, start, length)
+        except StorageError:
+            raise
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+            raise _translate(exc, url) from None
+
+    async def head(self, url: str) -> ObjectInfo:
+        """Object size/ETag via HEAD, falling back to a one-byte GET.
+
+        Presigned GET URLs sign the method (HEAD gets 403) and some servers reject HEAD
+        (405/501); a ``bytes=0-0`` GET returns the same facts via ``Content-Range``.
+        """
+        logger.debug("HEAD %s", redact_url(url))
+        try:
+            async with self._get_session().head(
+                url, headers=_BASE_HEADERS, allow_redirects=True
+            ) as resp:
+                if resp.status in (403, 405, 501):
+                    fallback = True
+                else:
+                    fallback = False
+                    _raise_for_status(resp.status, resp.headers, url)
+                    info = _info_from_headers(resp.headers, size=resp.content_length)
+        except StorageError:
+            raise
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+            raise _translate(exc, url) from None
+        if fallback:
+            return (await self.get_range_with_info(url, 0, 1)).info
+        return info
+
+    async def _read_response(
+        self, resp: aiohttp.ClientResponse, url: str, start: int, length: int
+    ) -> RangeRead:
+        status = resp.status
+        if status == 206:
+            return await _read_partial(resp, url, start, length)
+        if status == 200:
+            return await _read_ignored_range(
+                resp, url, start, length, self._options.ignored_range_cap
+            )
+        if status == 416:
+            # Range starts at or past the end: that is how the parser learns the file ends.
+            cr = parse_content_range(resp.headers.get("Content-Range"))
+            size = cr.total if cr is not None else None
+            return RangeRead(b"", _info_from_headers(resp.headers, size=size))
+        _raise_for_status(status, resp.headers, url)
+        raise StorageError("unsupported", url, f"unexpected HTTP {status}", status=status)
+
+
+async def _read_partial(
+    resp: aiohttp.ClientResponse, url: str, start: int, length: int
+) -> RangeRead:
+    cr = parse_content_range(resp.headers.get("Content-Range"))
+    if cr is None or cr.start is None or cr.end is None:
+        # We ask for one range, so multipart/byteranges or a missing header is a server bug.
+        raise StorageError("server_error", url, "206 response without a usable Content-Range")
+    if cr.start != start:
+        raise StorageError(
+            "server_error", url, f"asked for bytes from {start}, server sent from {cr.start}"
+        )
+    expected = min(cr.end - cr.start + 1, length)
+    data = await _read_at_most(resp, expected)
+    if len(data) < expected:
+        raise StorageError(
+            "truncated", url, f"got {len(data)} of {expected} bytes announced by Content-Range"
+        )
+    if not resp.content.at_eof():
+        resp.close()  # server sent more than asked; do not return a dirty connection
+    return RangeRead(data, _info_from_headers(resp.headers, size=cr.total))
+
+
+async def _read_ignored_range(
+    resp: aiohttp.ClientResponse, url: str, start: int, length: int, cap: int
+) -> RangeRead:
+    """The server ignored ``Range`` and is sending the whole object from byte 0.
+
+    Read only up to the end of the wanted range, and refuse outright when even that exceeds
+    ``cap``: a header read must never turn into downloading a multi-gigabyte file.
+    """
+    total = resp.content_length
+    info = _info_from_headers(resp.headers, size=total)
+    need = start + length if total is None else min(start + length, total)
+    if need <= start:
+        resp.close()
+        return RangeRead(b"", info)
+    if need > cap:
+        resp.close()
+        raise StorageError(
+            "unsupported",
+            url,
+            f"server ignores Range requests; reading to byte {need} exceeds the cap of {cap}",
+        )
+    data = await _read_at_most(resp, need)
+    if total is not None and len(data) < need:
+        raise StorageError("truncated", url, f"got {len(data)} of {need} bytes")
+    if not resp.content.at_eof():
+        resp.close()
+    return RangeRead(data[start : start + length], info)
+
+
+async def _read_at_most(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    received = 0
+    while received < limit:
+        chunk = await resp.content.read(limit - received)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        received += len(chunk)
+    return b"".join(chunks)
+
+
+def _info_from_headers(headers: CIMultiDictProxy[str], *, size: int | None) -> ObjectInfo:
+    return ObjectInfo(
+        size=size,
+        etag=headers.get("ETag"),
+        last_modified=to_iso_timestamp(headers.get("Last-Modified")),
+    )
+
+
+def _raise_for_status(status: int, headers: CIMultiDictProxy[str], url: str) -> None:
+    """Map an HTTP status onto an error class; return silently for 2xx."""
+    if 200 <= status < 300:
+        return
+    if status in (404, 410):
+        raise StorageError("not_found", url, f"HTTP {status}", status=status)
+    if status in (401, 403):
+        raise StorageError("forbidden", url, f"HTTP {status}", status=status)
+    if status in (429, 503):
+        retry_after = parse_retry_after(headers.get("Retry-After"))
+        raise StorageError(
+            "throttled", url, f"HTTP {status}", retry_after=retry_after, status=status
+        )
+    if status == 408:
+        raise StorageError("timeout", url, f"HTTP {status}", status=status)
+    if status >= 500:
+        raise StorageError("server_error", url, f"HTTP {status}", status=status)
+    # Redirect loops, 400, 405 ...: the request itself is wrong; retrying will not help.
+    raise StorageError("unsupported", url, f"HTTP {status}", status=status)
+
+
+def _translate(exc: BaseException, url: str) -> StorageError:
+    """Classify an aiohttp/socket exception.
+
+    Called with ``from None`` by the callers: aiohttp exception texts can embed the full
+    URL, signature included, and a chained traceback would print it. The (scrubbed) text is
+    kept in the message instead.
+    """
+    detail = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, TimeoutError):  # includes aiohttp.ServerTimeoutError
+        return StorageError("timeout", url, detail)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return StorageError("truncated", url, detail)
+    if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError | ValueError):
+        return StorageError("unsupported", url, detail)
+    if isinstance(exc, aiohttp.TooManyRedirects):
+        return StorageError("unsupported", url, detail)
+    # Resets, refused connections, DNS hiccups, disconnects: the server side, maybe briefly.
+    return StorageError("server_error", url, detail)
