@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -106,8 +107,7 @@ class _Format:
         return struct.Struct(self.order + ("HHQ8s" if self.bigtiff else "HHI4s"))
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
+class _Entry(NamedTuple):
     field_type: int
     count: int
     inline: bytes
@@ -115,9 +115,12 @@ class _Entry:
 
 @dataclass(frozen=True, slots=True)
 class _RawIfd:
+    """An IFD's used entries; single unsigned values are decoded up front (most tags are)."""
+
     index: int
     offset: int
     entries: dict[int, _Entry]
+    scalars: dict[int, int]
 
 
 class _Pass:
@@ -140,6 +143,10 @@ class _Pass:
         count_size = struct.calcsize(fmt.count_format)
         offset_size = struct.calcsize(fmt.offset_format)
         entry_struct = fmt.entry_format
+        scalar_codes = {
+            field_type: struct.Struct(fmt.order + code)
+            for field_type, code in UNSIGNED_SCALAR_CODES.items()
+        }
         seen: set[int] = set()
         ifds: list[_RawIfd] = []
         offset = first_offset
@@ -166,10 +173,14 @@ class _Pass:
             if block is None:
                 break
             entries: dict[int, _Entry] = {}
+            scalars: dict[int, int] = {}
             for tag, field_type, count, inline in entry_struct.iter_unpack(block[:block_size]):
                 if tag in USED_TAGS and tag not in entries:
                     entries[tag] = _Entry(field_type, count, inline)
-            ifds.append(_RawIfd(index, offset, entries))
+                    code = scalar_codes.get(field_type)
+                    if code is not None and count >= 1:
+                        scalars[tag] = code.unpack_from(inline)[0]
+            ifds.append(_RawIfd(index, offset, entries, scalars))
             (offset,) = struct.unpack(fmt.offset_format, block[block_size:])
         return ifds
 
@@ -245,12 +256,11 @@ class _IfdReader:
 
     def scalar(self, tag: Tag, default: int) -> int:
         """First value of an integer tag (always inline in practice, so read it directly)."""
-        entry = self.raw.entries.get(tag)
-        if entry is None:
+        value = self.raw.scalars.get(tag)
+        if value is not None:
+            return value
+        if tag not in self.raw.entries:
             return default
-        code = UNSIGNED_SCALAR_CODES.get(entry.field_type)
-        if code is not None and entry.count >= 1:
-            return struct.unpack_from(self.parse.fmt.order + code, entry.inline)[0]
         values = self.integers(tag)
         if values is None:
             return default
@@ -439,7 +449,7 @@ def parse_header(buffer: ByteBuffer) -> TiffHeader | NeedBytes:
         (
             raw
             for raw in raws
-            if not _IfdReader(parse, raw).scalar(Tag.NEW_SUBFILE_TYPE, 0)
+            if not raw.scalars.get(Tag.NEW_SUBFILE_TYPE, 0)
             & (NEW_SUBFILE_REDUCED | NEW_SUBFILE_MASK)
         ),
         raws[0] if raws else None,
