@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from rasteret_assets.contract import COG_HEADERS_SCHEMA, IFD_TYPE, ifd_struct_array
 from rasteret_assets.ingest.header_fetch import HeaderOutcome
@@ -49,3 +52,28 @@ def outcomes_table(outcomes: Sequence[HeaderOutcome]) -> pa.Table:
         "crs": pa.array([None if g is None else g.crs for g in geos], pa.string()),
     }
     return pa.Table.from_pydict(columns, schema=COG_HEADERS_SCHEMA)
+
+
+async def write_outcomes(
+    outcomes: AsyncIterator[HeaderOutcome],
+    sink: str | Path | pa.NativeFile,
+    *,
+    batch_size: int = 1000,
+) -> Counter[str]:
+    """Stream outcomes into one Parquet file, ``batch_size`` rows per row group.
+
+    Memory stays bounded by one batch however many URLs flow through, which is what lets a
+    month of millions of assets run on a small worker. Returns the count per status.
+    """
+    counts: Counter[str] = Counter()
+    batch: list[HeaderOutcome] = []
+    with pq.ParquetWriter(sink, COG_HEADERS_SCHEMA, compression="zstd") as writer:
+        async for outcome in outcomes:
+            counts[outcome.status] += 1
+            batch.append(outcome)
+            if len(batch) >= batch_size:
+                writer.write_table(outcomes_table(batch))
+                batch.clear()
+        if batch or not counts:
+            writer.write_table(outcomes_table(batch))
+    return counts

@@ -11,6 +11,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from rasteret_assets.storage.base import check_range
+
 #: Default largest hole between two ranges that is still read rather than skipped.
 DEFAULT_MAX_GAP = 64 * 1024
 #: Default upper bound for one merged request, so merging never turns into a bulk download.
@@ -33,6 +35,8 @@ def coalesce_ranges(
     max_span: int = DEFAULT_MAX_SPAN,
 ) -> list[Span]:
     """Group ``(start, length)`` ranges into spans; zero-length ranges need no request."""
+    for start, length in ranges:
+        check_range(start, length)
     order = sorted((i for i, (_, n) in enumerate(ranges) if n > 0), key=lambda i: ranges[i][0])
     spans: list[Span] = []
     for index in order:
@@ -61,7 +65,15 @@ async def read_coalesced(
     ``get_range``'s end-of-file semantics.
     """
     spans = coalesce_ranges(ranges, max_gap=max_gap, max_span=max_span)
-    blobs = await asyncio.gather(*(read(s.start, s.end - s.start) for s in spans))
+    tasks = [asyncio.ensure_future(read(s.start, s.end - s.start)) for s in spans]
+    try:
+        blobs = await asyncio.gather(*tasks)
+    except BaseException:
+        # One span failed: stop the others instead of leaving orphan requests behind.
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
     results = [b""] * len(ranges)
     for span, blob in zip(spans, blobs, strict=True):
         for index in span.members:

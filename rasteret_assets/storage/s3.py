@@ -91,7 +91,7 @@ class S3Backend:
 
     async def filesystem(self) -> s3fs.S3FileSystem:
         """The ready-to-use async s3fs filesystem (for listings, or inspecting the client)."""
-        await self._get_client()
+        await self._get_client("s3://")
         assert self._fs is not None
         return self._fs
 
@@ -121,7 +121,7 @@ class S3Backend:
         fs.retries = 1  # s3fs's own retry loop; RetryPolicy decides instead
         return fs
 
-    async def _get_client(self) -> Any:
+    async def _get_client(self, url: str) -> Any:
         loop = asyncio.get_running_loop()
         if self._client is not None and self._loop is loop:
             return self._client
@@ -136,7 +136,7 @@ class S3Backend:
                     self._client = await fs.set_session()
                 except (BotoCoreError, ValueError) as exc:
                     raise StorageError(
-                        "unsupported", "s3://", f"cannot create S3 client: {exc}"
+                        "unsupported", url, f"cannot create S3 client: {exc}"
                     ) from None
                 self._fs = fs
         return self._client
@@ -167,7 +167,7 @@ class S3Backend:
         bucket, key = _split(url)
         if length == 0:
             return RangeRead(b"", ObjectInfo())
-        client = await self._get_client()
+        client = await self._get_client(url)
         params = self._params(bucket, key)
         params["Range"] = f"bytes={start}-{start + length - 1}"
         logger.debug("S3 GET %s bytes=%d-%d", redact_url(url), start, start + length - 1)
@@ -187,7 +187,7 @@ class S3Backend:
     async def head(self, url: str) -> ObjectInfo:
         """HEAD the object."""
         bucket, key = _split(url)
-        client = await self._get_client()
+        client = await self._get_client(url)
         logger.debug("S3 HEAD %s", redact_url(url))
         try:
             resp = await client.head_object(**self._params(bucket, key))

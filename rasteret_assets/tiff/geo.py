@@ -42,15 +42,17 @@ def parse_geo_keys(
         raise CorruptTiffError(
             f"GeoKeyDirectory declares {declared} keys but holds {(len(directory) - 4) // 4}"
         )
+    shorts = directory.tolist()
+    double_list = None if doubles is None else doubles.tolist()
     keys: dict[int, GeoKeyValue] = {}
     for entry in range(declared):
-        key_id, location, count, value = (int(v) for v in directory[4 + 4 * entry : 8 + 4 * entry])
+        key_id, location, count, value = shorts[4 + 4 * entry : 8 + 4 * entry]
         if location == 0:
             keys[key_id] = value
         elif location == Tag.GEO_DOUBLE_PARAMS:
-            if doubles is None or value + count > len(doubles):
+            if double_list is None or value + count > len(double_list):
                 raise CorruptTiffError(f"GeoKey {key_id} points past GeoDoubleParams")
-            numbers = tuple(float(v) for v in doubles[value : value + count])
+            numbers = tuple(double_list[value : value + count])
             keys[key_id] = numbers[0] if count == 1 else numbers
         elif location == Tag.GEO_ASCII_PARAMS:
             if ascii_params is None or value + count > len(ascii_params) + 1:
@@ -59,7 +61,7 @@ def parse_geo_keys(
         elif location == Tag.GEO_KEY_DIRECTORY:
             if value + count > len(directory):
                 raise CorruptTiffError(f"GeoKey {key_id} points past the GeoKeyDirectory")
-            keys[key_id] = tuple(float(v) for v in directory[value : value + count])
+            keys[key_id] = tuple(float(v) for v in shorts[value : value + count])
     return keys
 
 
@@ -178,4 +180,4 @@ def build_geo_info(
 
 
 def _as_tuple(values: np.ndarray | None) -> tuple[float, ...] | None:
-    return None if values is None else tuple(float(v) for v in values)
+    return None if values is None else tuple(values.astype(float).tolist())

@@ -9,9 +9,9 @@ or huge allocations.
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 
@@ -38,6 +38,7 @@ from rasteret_assets.tiff.tags import (
     decode_integers,
     decode_numbers,
     decode_text,
+    tag_name,
 )
 
 MAX_IFDS = 1024
@@ -107,20 +108,29 @@ class _Format:
         return struct.Struct(self.order + ("HHQ8s" if self.bigtiff else "HHI4s"))
 
 
-class _Entry(NamedTuple):
-    field_type: int
-    count: int
-    inline: bytes
+_SCALAR_STRUCTS = {
+    order: {t: struct.Struct(order + code) for t, code in UNSIGNED_SCALAR_CODES.items()}
+    for order in "<>"
+}
+
+
+@functools.lru_cache(maxsize=256)
+def _table_struct(order: str, bigtiff: bool, n_entries: int) -> struct.Struct:
+    """Struct for a whole IFD entry table: (tag, type, count, value) per entry."""
+    return struct.Struct(order + ("HHQ8s" if bigtiff else "HHI4s") * n_entries)
+
+
+#: One IFD entry as (field type, count, inline value bytes): a plain tuple, built in C.
+_Entry = tuple[int, int, bytes]
 
 
 @dataclass(frozen=True, slots=True)
 class _RawIfd:
-    """An IFD's used entries; single unsigned values are decoded up front (most tags are)."""
+    """An IFD's entries by tag, values still undecoded."""
 
     index: int
     offset: int
     entries: dict[int, _Entry]
-    scalars: dict[int, int]
 
 
 class _Pass:
@@ -143,10 +153,6 @@ class _Pass:
         count_size = struct.calcsize(fmt.count_format)
         offset_size = struct.calcsize(fmt.offset_format)
         entry_struct = fmt.entry_format
-        scalar_codes = {
-            field_type: struct.Struct(fmt.order + code)
-            for field_type, code in UNSIGNED_SCALAR_CODES.items()
-        }
         seen: set[int] = set()
         ifds: list[_RawIfd] = []
         offset = first_offset
@@ -172,29 +178,26 @@ class _Pass:
             block = self.view(offset + count_size, block_size + offset_size, f"IFD {index} entries")
             if block is None:
                 break
-            entries: dict[int, _Entry] = {}
-            scalars: dict[int, int] = {}
-            for tag, field_type, count, inline in entry_struct.iter_unpack(block[:block_size]):
-                if tag in USED_TAGS and tag not in entries:
-                    entries[tag] = _Entry(field_type, count, inline)
-                    code = scalar_codes.get(field_type)
-                    if code is not None and count >= 1:
-                        scalars[tag] = code.unpack_from(inline)[0]
-            ifds.append(_RawIfd(index, offset, entries, scalars))
+            # One C-level unpack of the whole table; later duplicates of a tag win, as in
+            # libtiff. Values are decoded only when a used tag is asked for.
+            flat = _table_struct(fmt.order, fmt.bigtiff, n_entries).unpack_from(block)
+            values = zip(flat[1::4], flat[2::4], flat[3::4], strict=True)
+            entries = dict(zip(flat[0::4], values, strict=True))
+            ifds.append(_RawIfd(index, offset, entries))
             (offset,) = struct.unpack(fmt.offset_format, block[block_size:])
         return ifds
 
     def value(self, entry: _Entry, describe: Describe) -> memoryview | None:
         """The raw bytes of an entry's value: inline, or looked up at its offset."""
-        field = FIELD_TYPES.get(entry.field_type)
+        field = FIELD_TYPES.get(entry[0])
         if field is None:
-            raise CorruptTiffError(f"{describe()} has unknown field type {entry.field_type}")
-        size = field[0] * entry.count
+            raise CorruptTiffError(f"{describe()} has unknown field type {entry[0]}")
+        size = field[0] * entry[1]
         if size > MAX_VALUE_BYTES:
             raise CorruptTiffError(f"{describe()} claims {size} bytes of values")
-        if size <= len(entry.inline):
-            return memoryview(entry.inline)[:size]
-        (offset,) = struct.unpack(self.fmt.offset_format, entry.inline)
+        if size <= len(entry[2]):
+            return memoryview(entry[2])[:size]
+        (offset,) = struct.unpack(self.fmt.offset_format, entry[2])
         data = self.buffer.view(offset, size, describe)
         if data is None:
             self.missing.append((offset, size))
@@ -209,16 +212,16 @@ class _IfdReader:
         self.raw = raw
         self.incomplete = False
 
-    def name(self, tag: Tag) -> str:
-        return f"IFD {self.raw.index} {tag.name} (tag {int(tag)})"
+    def name(self, tag: int) -> str:
+        return f"IFD {self.raw.index} {tag_name(tag)}"
 
-    def has(self, tag: Tag) -> bool:
+    def has(self, tag: int) -> bool:
         return tag in self.raw.entries
 
-    def count(self, tag: Tag) -> int:
-        return self.raw.entries[tag].count
+    def count(self, tag: int) -> int:
+        return self.raw.entries[tag][1]
 
-    def _raw(self, tag: Tag) -> tuple[_Entry, memoryview, Describe] | None:
+    def _raw(self, tag: int) -> tuple[_Entry, memoryview, Describe] | None:
         entry = self.raw.entries.get(tag)
         if entry is None:
             return None
@@ -232,35 +235,36 @@ class _IfdReader:
             return None
         return entry, data, describe
 
-    def integers(self, tag: Tag) -> np.ndarray | None:
+    def integers(self, tag: int) -> np.ndarray | None:
         found = self._raw(tag)
         if found is None:
             return None
         entry, data, describe = found
-        return decode_integers(entry.field_type, entry.count, data, self.parse.fmt.order, describe)
+        return decode_integers(entry[0], entry[1], data, self.parse.fmt.order, describe)
 
-    def numbers(self, tag: Tag) -> np.ndarray | None:
+    def numbers(self, tag: int) -> np.ndarray | None:
         found = self._raw(tag)
         if found is None:
             return None
         entry, data, describe = found
-        return decode_numbers(entry.field_type, entry.count, data, self.parse.fmt.order, describe)
+        return decode_numbers(entry[0], entry[1], data, self.parse.fmt.order, describe)
 
-    def text(self, tag: Tag) -> str | None:
+    def text(self, tag: int) -> str | None:
         found = self._raw(tag)
         return None if found is None else decode_text(found[1])
 
-    def blob(self, tag: Tag) -> bytes | None:
+    def blob(self, tag: int) -> bytes | None:
         found = self._raw(tag)
         return None if found is None else bytes(found[1])
 
-    def scalar(self, tag: Tag, default: int) -> int:
+    def scalar(self, tag: int, default: int) -> int:
         """First value of an integer tag (always inline in practice, so read it directly)."""
-        value = self.raw.scalars.get(tag)
-        if value is not None:
-            return value
-        if tag not in self.raw.entries:
+        entry = self.raw.entries.get(tag)
+        if entry is None:
             return default
+        code = _SCALAR_STRUCTS[self.parse.fmt.order].get(entry[0])
+        if code is not None and entry[1] >= 1:
+            return code.unpack_from(entry[2])[0]
         values = self.integers(tag)
         if values is None:
             return default
@@ -268,12 +272,12 @@ class _IfdReader:
             raise CorruptTiffError(f"{self.name(tag)} has no value")
         return int(values[0])
 
-    def per_sample(self, tag: Tag, samples: int, default: int) -> tuple[int, ...]:
+    def per_sample(self, tag: int, samples: int, default: int) -> tuple[int, ...]:
         """A per-sample tag, given once for all samples or once per sample."""
         entry = self.raw.entries.get(tag)
         if entry is None:
             return (default,) * samples
-        if entry.count == 1:
+        if entry[1] == 1:
             return (self.scalar(tag, default),) * samples
         values = self.integers(tag)
         if values is None:
@@ -287,6 +291,18 @@ class _IfdReader:
 
 def _dtype_name(bits: tuple[int, ...], formats: tuple[int, ...], where: str) -> str:
     """numpy dtype name; integer depths round up to the next byte size (12 bits -> uint16)."""
+    name = _DTYPES.get((bits, formats))
+    if name is None:
+        name = _dtype_name_uncached(bits, formats, where)
+        if len(_DTYPES) < 1024:
+            _DTYPES[(bits, formats)] = name
+    return name
+
+
+_DTYPES: dict[tuple[tuple[int, ...], tuple[int, ...]], str] = {}
+
+
+def _dtype_name_uncached(bits: tuple[int, ...], formats: tuple[int, ...], where: str) -> str:
     if len(set(bits)) != 1 or len(set(formats)) != 1:
         raise UnsupportedTiffError(f"{where} mixes sample depths/formats {bits}/{formats}")
     depth, sample_format = bits[0], formats[0]
@@ -313,7 +329,7 @@ def _build_ifd(reader: _IfdReader) -> Ifd | None:
         raise NotTiledError(f"{where} is {layout}: no TileWidth/TileOffsets tags")
     for required in (Tag.IMAGE_WIDTH, Tag.IMAGE_LENGTH, Tag.TILE_LENGTH, Tag.TILE_BYTE_COUNTS):
         if not reader.has(required):
-            raise CorruptTiffError(f"{where} lacks required tag {required.name}")
+            raise CorruptTiffError(f"{where} lacks required tag {tag_name(required)}")
 
     width = reader.scalar(Tag.IMAGE_WIDTH, 0)
     height = reader.scalar(Tag.IMAGE_LENGTH, 0)
@@ -449,7 +465,7 @@ def parse_header(buffer: ByteBuffer) -> TiffHeader | NeedBytes:
         (
             raw
             for raw in raws
-            if not raw.scalars.get(Tag.NEW_SUBFILE_TYPE, 0)
+            if not _IfdReader(parse, raw).scalar(Tag.NEW_SUBFILE_TYPE, 0)
             & (NEW_SUBFILE_REDUCED | NEW_SUBFILE_MASK)
         ),
         raws[0] if raws else None,

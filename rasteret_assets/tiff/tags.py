@@ -7,14 +7,15 @@ private tags with exotic types) is skipped without being read.
 from __future__ import annotations
 
 from collections.abc import Callable
-from enum import IntEnum
 
 import numpy as np
 
 from rasteret_assets.tiff.errors import CorruptTiffError
 
 
-class Tag(IntEnum):
+class Tag:
+    """Tag numbers as plain ints: enum member lookups cost measurably on the hot path."""
+
     NEW_SUBFILE_TYPE = 254
     IMAGE_WIDTH = 256
     IMAGE_LENGTH = 257
@@ -40,6 +41,16 @@ class Tag(IntEnum):
     GEO_ASCII_PARAMS = 34737
     GDAL_METADATA = 42112
     GDAL_NODATA = 42113
+
+
+TAG_NAMES: dict[int, str] = {
+    value: name for name, value in vars(Tag).items() if name.isupper()
+}
+
+
+def tag_name(tag: int) -> str:
+    """``NAME (tag N)`` for error messages."""
+    return f"{TAG_NAMES.get(tag, 'tag')} (tag {tag})"
 
 
 # Field type -> (size in bytes, numpy dtype code or None for non-numeric, human name).
