@@ -24,6 +24,7 @@ import multiprocessing as mp
 import resource
 import sys
 import tempfile
+import threading
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -172,10 +173,6 @@ async def engine_run(table: pa.Table, concurrency: int) -> tuple[float, float, d
     return wall, cpu, summary
 
 
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def current_rss_mib() -> float:
     with Path("/proc/self/statm").open() as statm:
         return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
@@ -185,6 +182,15 @@ def streaming_rss(base_url: str, n: int, concurrency: int, out: Path) -> dict:
     """In a fresh process: peak RSS growth while ``n`` outcomes stream into Parquet."""
     urls = [f"{base_url}/cog/{i}.tif" for i in range(n)]
     before = current_rss_mib()
+    peak = [before]
+    done = threading.Event()
+
+    def sample() -> None:  # ru_maxrss would include start-up peaks before the run
+        while not done.wait(0.01):
+            peak[0] = max(peak[0], current_rss_mib())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
 
     async def go() -> dict:
         backend = StorageRouter(
@@ -196,7 +202,9 @@ def streaming_rss(base_url: str, n: int, concurrency: int, out: Path) -> dict:
         return {"counts": dict(counts), "seconds": time.perf_counter() - started}
 
     result = asyncio.run(go())
-    result["rss_growth_mib"] = peak_rss_mib() - before
+    done.set()
+    sampler.join()
+    result["rss_growth_mib"] = max(peak[0], current_rss_mib()) - before
     return result
 
 
