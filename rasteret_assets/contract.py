@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 if TYPE_CHECKING:
     from rasteret_assets.tiff.model import Ifd, TiffHeader
@@ -293,3 +294,57 @@ def band_metadata_scalar(
 ) -> pa.StructScalar:
     """The ``{band}_metadata`` value of one band of one parsed file."""
     return band_metadata_array([BandHeader(header, band_index, etag, size)])[0]
+
+
+class ContractError(ValueError):
+    """A table breaks the Collection contract.
+
+    Carries the offending ``column`` and some of the record ``ids`` so a caller (or an asset
+    check) can report exactly which records to fix instead of a bare Arrow error.
+    """
+
+    def __init__(self, message: str, *, column: str | None = None, ids: Sequence[str] = ()):
+        super().__init__(message)
+        self.column = column
+        self.ids = tuple(ids)
+
+
+class MissingColumnsError(ContractError):
+    """Required contract columns are absent."""
+
+
+class DuplicateIdsError(ContractError):
+    """Record ids repeat; every later step keys on them, so they must be unique."""
+
+
+def describe_ids(ids: Sequence[str], total: int | None = None, limit: int = 5) -> str:
+    """``"3 records, e.g. 'a', 'b', 'c'"``: enough to find the rows without flooding logs."""
+    count = len(ids) if total is None else total
+    shown = ", ".join(repr(i) for i in ids[:limit])
+    noun = "record" if count == 1 else "records"
+    return f"{count} {noun}, e.g. {shown}" if shown else f"{count} {noun}"
+
+
+def require_columns(schema: pa.Schema) -> None:
+    """Raise :class:`MissingColumnsError` listing what is missing and what is present."""
+    missing = missing_columns(schema)
+    if missing:
+        raise MissingColumnsError(
+            f"table is missing required contract column(s) {missing}; "
+            f"required {list(REQUIRED_COLUMNS)}, present {schema.names}",
+            column=missing[0],
+        )
+
+
+def require_unique_ids(ids: pa.Array | pa.ChunkedArray) -> None:
+    """Raise :class:`DuplicateIdsError` naming some repeated ids and how many there are."""
+    counts = pc.value_counts(ids)
+    repeated = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
+    if len(repeated):
+        names = [str(v) for v in repeated[:5].to_pylist()]
+        raise DuplicateIdsError(
+            f"column {ID!r}: ids must be unique, {len(repeated)} repeat "
+            f"(e.g. {', '.join(repr(n) for n in names)})",
+            column=ID,
+            ids=names,
+        )

@@ -43,9 +43,7 @@ class Tag:
     GDAL_NODATA = 42113
 
 
-TAG_NAMES: dict[int, str] = {
-    value: name for name, value in vars(Tag).items() if name.isupper()
-}
+TAG_NAMES: dict[int, str] = {value: name for name, value in vars(Tag).items() if name.isupper()}
 
 
 def tag_name(tag: int) -> str:
