@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 
 from rasteret_assets.contract import COG_HEADERS_SCHEMA, IFD_TYPE, ifd_struct_array
 from rasteret_assets.ingest.header_fetch import HeaderOutcome
+from rasteret_assets.storage import redact_url
 
 
 def outcomes_table(outcomes: Sequence[HeaderOutcome]) -> pa.Table:
@@ -34,7 +35,8 @@ def outcomes_table(outcomes: Sequence[HeaderOutcome]) -> pa.Table:
         return pa.array([None if v is None else list(v) for v in values], pa.list_(pa.float64()))
 
     columns = {
-        "url": pa.array([o.url for o in outcomes], pa.string()),
+        # Signed query strings are credentials: they never reach a written table.
+        "url": pa.array([redact_url(o.url) for o in outcomes], pa.string()),
         "status": pa.array([o.status for o in outcomes], pa.string()),
         "error": pa.array([o.error for o in outcomes], pa.string()),
         "attempts": pa.array([o.attempts for o in outcomes], pa.int32()),

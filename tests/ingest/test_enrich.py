@@ -269,3 +269,18 @@ def test_mixed_local_http_and_rewritten_urls(
     assert result.status_counts == {"ok": 3}
     widths = pc.struct_field(result.table.column("B01_metadata"), "image_width").to_pylist()
     assert widths == [2658, 2658, 2658]
+
+
+def test_signed_query_strings_never_reach_outcomes_or_logs(
+    range_server: RangeServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    path = "/fixtures/rio-tiler/cog.tif"
+    range_server.set_fault(path, Fault("503", times=1, retry_after=0))
+    signed = range_server.url(path) + "?X-Amz-Signature=PLANTEDSECRET&X-Amz-Credential=AKIA"
+    missing = range_server.url("/nope.tif") + "?sig=PLANTEDSECRET"
+    result = run(record_table([signed, missing]), ["B01"])
+    assert result.status_counts == {"ok": 1, "not_found": 1}
+    written = str(result.outcomes.to_pylist()) + str(result.table.column("B01_metadata"))
+    assert "PLANTEDSECRET" not in written
+    assert all("PLANTEDSECRET" not in r.getMessage() for r in caplog.records)
