@@ -318,11 +318,13 @@ class DuplicateIdsError(ContractError):
 
 
 def describe_ids(ids: Sequence[str], total: int | None = None, limit: int = 5) -> str:
-    """``"3 records, e.g. 'a', 'b', 'c'"``: enough to find the rows without flooding logs."""
+    """``"record 'a'"`` or ``"7 records (e.g. 'a', 'b')"``: enough to find rows, no log flood."""
     count = len(ids) if total is None else total
     shown = ", ".join(repr(i) for i in ids[:limit])
-    noun = "record" if count == 1 else "records"
-    return f"{count} {noun}, e.g. {shown}" if shown else f"{count} {noun}"
+    if count == 1 and shown:
+        return f"record {shown}"
+    example = "e.g. " if count > min(limit, len(ids)) else ""
+    return f"{count} records ({example}{shown})" if shown else f"{count} records"
 
 
 def require_columns(schema: pa.Schema) -> None:

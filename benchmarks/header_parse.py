@@ -1,0 +1,92 @@
+"""Parser cost per header (µs of CPU) and reads/bytes per file for several first-read sizes.
+
+Corpus: the GDAL-written COG variants the tests generate (tests/tiff/cog_corpus.py) plus the
+real-world TIFFs of ../shared/fixtures/tiff when present. Striped files end in ``not_tiled``
+after their first IFD and are reported separately.
+
+    .venv/bin/python benchmarks/header_parse.py
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from tiff.cog_corpus import write_corpus  # noqa: E402
+
+from rasteret_assets.tiff import (  # noqa: E402
+    ByteBuffer,
+    NotTiledError,
+    TiffError,
+    parse_header,
+    read_header_from_path,
+)
+
+FIXTURES = ROOT.parent / "shared" / "fixtures" / "tiff"
+FIRST_READS = (16384, 65536, 262144)
+
+
+def parse_cost_us(data: bytes, repeats: int) -> float:
+    """Median CPU µs to parse a header whose bytes are all in memory (no I/O)."""
+    samples = []
+    for _ in range(5):
+        started = time.process_time()
+        for _ in range(repeats):
+            parse_header(ByteBuffer.from_bytes(data, complete=True))
+        samples.append((time.process_time() - started) / repeats * 1e6)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = [(f"gdal/{name}", path, True) for name, path in write_corpus(Path(tmp))]
+        if FIXTURES.is_dir():
+            corpus += [
+                (str(p.relative_to(FIXTURES)), p, False) for p in sorted(FIXTURES.rglob("*.tif*"))
+            ]
+        header = f"{'file':58s} {'IFDs':>4s} {'µs':>7s} " + " ".join(
+            f"{size // 1024:>4d}K:reads/KiB" for size in FIRST_READS
+        )
+        print(header)
+        costs, multi_read, striped, failed = [], {s: [] for s in FIRST_READS}, 0, []
+        for name, path, gdal_cog in corpus:
+            row = []
+            try:
+                for size in FIRST_READS:
+                    parsed, stats = read_header_from_path(path, first_read=size)
+                    row.append(f"{stats.reads:>5d}/{stats.bytes_read / 1024:<8.0f}")
+                    if gdal_cog and stats.reads > 1:
+                        multi_read[size].append(name)
+            except NotTiledError:
+                striped += 1
+                continue
+            except TiffError as error:
+                failed.append(f"{name}: {error.error_class}")
+                continue
+            cost = parse_cost_us(path.read_bytes(), 200)
+            costs.append(cost)
+            print(f"{name[:58]:58s} {len(parsed.ifds):4d} {cost:7.1f} " + " ".join(row))
+        print(
+            f"\n{len(costs)} tiled files parsed; {striped} striped (not_tiled); "
+            f"errors: {failed or 'none'}"
+        )
+        print(
+            f"parse CPU per header: median {statistics.median(costs):.1f} µs, "
+            f"mean {statistics.mean(costs):.1f} µs, max {max(costs):.1f} µs"
+        )
+        gdal_total = sum(1 for _, _, g in corpus if g)
+        for size in FIRST_READS:
+            print(
+                f"first read {size // 1024:>3d} KiB: GDAL files needing more than one read: "
+                f"{len(multi_read[size])} of {gdal_total} {multi_read[size] or ''}"
+            )
+
+
+if __name__ == "__main__":
+    main()

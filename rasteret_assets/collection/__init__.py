@@ -1,0 +1,45 @@
+"""Collections on disk or S3: GeoParquet 1.1 in hive partitions, written atomically per partition.
+
+* :mod:`.info` — what a collection is (:class:`CollectionInfo`), date parsing.
+* :mod:`.geoparquet` — the ``geo`` metadata every file carries.
+* :mod:`.store` — local vs. S3 and the atomic swap on each.
+* :mod:`.writer` — stage each partition's file, then swap it in.
+* :mod:`.reader` — :class:`Collection`: open, describe, filter with pushdown.
+
+This layer depends on :mod:`rasteret_assets.contract` only.
+"""
+
+from rasteret_assets.collection.geoparquet import (
+    GEO_KEY,
+    GEOPARQUET_VERSION,
+    geoparquet_metadata,
+)
+from rasteret_assets.collection.info import (
+    METADATA_KEY,
+    CollectionInfo,
+    normalize_date_range,
+    parse_date_range,
+    parse_instant,
+)
+from rasteret_assets.collection.reader import Collection, bbox_expression
+from rasteret_assets.collection.writer import (
+    DATA_FILE,
+    validate_partition_columns,
+    write_collection,
+)
+
+__all__ = [
+    "DATA_FILE",
+    "GEOPARQUET_VERSION",
+    "GEO_KEY",
+    "METADATA_KEY",
+    "Collection",
+    "CollectionInfo",
+    "bbox_expression",
+    "geoparquet_metadata",
+    "normalize_date_range",
+    "parse_date_range",
+    "parse_instant",
+    "validate_partition_columns",
+    "write_collection",
+]

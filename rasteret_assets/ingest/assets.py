@@ -1,0 +1,135 @@
+"""The ``assets`` column as ``struct<{band}: struct<href: string, band_index: int64>>``.
+
+Sources hand assets over as stac-geoparquet structs (with title, roles, eo:bands …), maps,
+bare href strings, Python dicts or JSON text. Readers only need where each band lives and
+which sample of the file it is, so every shape is reduced to exactly that, keyed by band;
+a band a record lacks is null. ``band_index`` defaults to 0 (single-band files).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from rasteret_assets.contract import ASSET_TYPE, ContractError, describe_ids
+
+
+def normalize_assets(values: pa.Array, ids: pa.Array, column: str) -> pa.StructArray:
+    """Every record's assets keyed by band; raises :class:`ContractError` naming records."""
+    kind = values.type
+    if pa.types.is_dictionary(kind):
+        return normalize_assets(values.dictionary_decode(), ids, column)
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return normalize_assets(_parse_json(values, ids, column), ids, column)
+    _reject(ids, values.is_null(), column, "null assets")
+    if pa.types.is_map(kind):
+        bands = _map_to_bands(values)
+    elif pa.types.is_struct(kind):
+        bands = dict(zip([f.name for f in kind], values.flatten(), strict=True))
+    else:
+        raise ContractError(
+            f"column {column!r}: cannot read {kind} as assets; expected a struct or map keyed "
+            "by band, or JSON objects",
+            column=column,
+        )
+    if not bands:
+        raise ContractError(f"column {column!r}: no record has any asset", column=column)
+    children = [_asset(child, ids, column, band) for band, child in bands.items()]
+    return pa.StructArray.from_arrays(
+        children, fields=[pa.field(band, ASSET_TYPE) for band in bands]
+    )
+
+
+def _parse_json(values: pa.Array, ids: pa.Array, column: str) -> pa.Array:
+    """JSON objects → Arrow structs (Arrow has no per-row JSON kernel; assets are small)."""
+    parsed = []
+    for record_id, text in zip(ids.to_pylist(), values.to_pylist(), strict=True):
+        try:
+            value = None if text is None else json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ContractError(
+                f"column {column!r}: record {record_id!r} holds invalid JSON ({exc})",
+                column=column,
+                ids=[str(record_id)],
+            ) from exc
+        if value is not None and not isinstance(value, dict):
+            raise ContractError(
+                f"column {column!r}: record {record_id!r} holds JSON {type(value).__name__}, "
+                "expected an object keyed by band",
+                column=column,
+                ids=[str(record_id)],
+            )
+        parsed.append(value)
+    try:
+        return pa.array(parsed)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise ContractError(
+            f"column {column!r}: assets JSON mixes shapes across records ({exc}); give every "
+            "band either an href string or an object with 'href'",
+            column=column,
+        ) from exc
+
+
+def _map_to_bands(values: pa.MapArray) -> dict[str, pa.Array]:
+    keys = pc.unique(values.keys).drop_null().to_pylist()
+    return {str(key): pc.map_lookup(values, key, "first") for key in keys}
+
+
+def _asset(child: pa.Array, ids: pa.Array, column: str, band: str) -> pa.StructArray:
+    kind = child.type
+    if pa.types.is_dictionary(kind):
+        return _asset(child.dictionary_decode(), ids, column, band)
+    where = f"{column}.{band}"
+    if pa.types.is_null(kind):
+        return pa.nulls(len(child), ASSET_TYPE)
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        href = child.cast(pa.string())
+        band_index = pa.array(np.zeros(len(child), np.int64))
+    elif pa.types.is_struct(kind) and kind.get_field_index("href") >= 0:
+        fields = dict(zip([f.name for f in kind], child.flatten(), strict=True))
+        href = _href(fields["href"], where)
+        _reject(
+            ids, pc.and_kleene(child.is_valid(), href.is_null()), where, "an asset without href"
+        )
+        band_index = _band_index(fields.get("band_index"), len(child), ids, where)
+    else:
+        raise ContractError(
+            f"column {where!r}: an asset must be an href string or a struct with 'href', "
+            f"got {kind}",
+            column=column,
+        )
+    return pa.StructArray.from_arrays(
+        [href, band_index], fields=list(ASSET_TYPE), mask=href.is_null()
+    )
+
+
+def _href(values: pa.Array, where: str) -> pa.Array:
+    if pa.types.is_dictionary(values.type):
+        values = values.dictionary_decode()
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        raise ContractError(f"column {where!r}: href must be a string, got {values.type}")
+    return values.cast(pa.string())
+
+
+def _band_index(values: pa.Array | None, n: int, ids: pa.Array, where: str) -> pa.Array:
+    if values is None or pa.types.is_null(values.type):
+        return pa.array(np.zeros(n, np.int64))
+    if not pa.types.is_integer(values.type):
+        raise ContractError(f"column {where!r}: band_index must be an integer, got {values.type}")
+    index = pc.fill_null(values.cast(pa.int64()), 0)
+    _reject(ids, pc.less(index, 0), f"{where}.band_index", "a negative band_index")
+    return index
+
+
+def _reject(ids: pa.Array, bad: pa.Array, column: str, cause: str) -> None:
+    bad = pc.fill_null(bad, False)
+    if pc.any(bad).as_py():
+        names = [str(i) for i in pc.filter(ids, bad).to_pylist()]
+        raise ContractError(
+            f"column {column!r}: {cause} in {describe_ids(names)}",
+            column=column,
+            ids=names[:5],
+        )
