@@ -82,6 +82,8 @@ GEO_TAGS = frozenset(
 )
 USED_TAGS = LAYOUT_TAGS | GEO_TAGS
 GHOST_PREFIX = b"GDAL_STRUCTURAL_METADATA_SIZE="
+MAX_GHOST_GAP = 4096
+BIGTIFF_ONLY_TYPES = frozenset({16, 17, 18})
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +194,10 @@ class _Pass:
         field = FIELD_TYPES.get(entry[0])
         if field is None:
             raise CorruptTiffError(f"{describe()} has unknown field type {entry[0]}")
+        if entry[0] in BIGTIFF_ONLY_TYPES and not self.fmt.bigtiff:
+            raise CorruptTiffError(
+                f"{describe()} has BigTIFF-only field type {field[2]} in a classic TIFF"
+            )
         size = field[0] * entry[1]
         if size > MAX_VALUE_BYTES:
             raise CorruptTiffError(f"{describe()} claims {size} bytes of values")
@@ -263,7 +269,7 @@ class _IfdReader:
         if entry is None:
             return default
         code = _SCALAR_STRUCTS[self.parse.fmt.order].get(entry[0])
-        if code is not None and entry[1] >= 1:
+        if code is not None and entry[1] >= 1 and code.size * entry[1] <= len(entry[2]):
             return code.unpack_from(entry[2])[0]
         values = self.integers(tag)
         if values is None:
@@ -335,18 +341,23 @@ def _build_ifd(reader: _IfdReader) -> Ifd | None:
     height = reader.scalar(Tag.IMAGE_LENGTH, 0)
     tile_width = reader.scalar(Tag.TILE_WIDTH, 0)
     tile_height = reader.scalar(Tag.TILE_LENGTH, 0)
+    samples = reader.scalar(Tag.SAMPLES_PER_PIXEL, 1)
+    planar = reader.scalar(Tag.PLANAR_CONFIGURATION, 1)
+    if reader.incomplete:  # an out-of-line value is still missing: judge nothing yet
+        return None
     if min(width, height, tile_width, tile_height) <= 0:
         raise CorruptTiffError(
             f"{where} has size {width}x{height} with tiles {tile_width}x{tile_height}"
         )
-    samples = reader.scalar(Tag.SAMPLES_PER_PIXEL, 1)
     if samples <= 0:
         raise CorruptTiffError(f"{where} has SamplesPerPixel {samples}")
-    planar = reader.scalar(Tag.PLANAR_CONFIGURATION, 1)
     if planar not in (1, 2):
         raise CorruptTiffError(f"{where} has PlanarConfiguration {planar}")
     bits = reader.per_sample(Tag.BITS_PER_SAMPLE, samples, 1)
     formats = reader.per_sample(Tag.SAMPLE_FORMAT, samples, 1)
+    compression = reader.scalar(Tag.COMPRESSION, 1)
+    if reader.incomplete:
+        return None
 
     tiles_per_band = -(-width // tile_width) * -(-height // tile_height)
     expected_tiles = tiles_per_band * (samples if planar == 2 else 1)
@@ -360,7 +371,6 @@ def _build_ifd(reader: _IfdReader) -> Ifd | None:
                 f"tiles"
             )
 
-    compression = reader.scalar(Tag.COMPRESSION, 1)
     offsets = reader.integers(Tag.TILE_OFFSETS)
     byte_counts = reader.integers(Tag.TILE_BYTE_COUNTS)
     extra = reader.integers(Tag.EXTRA_SAMPLES) if reader.has(Tag.EXTRA_SAMPLES) else None
@@ -369,12 +379,15 @@ def _build_ifd(reader: _IfdReader) -> Ifd | None:
         if compression == COMPRESSION_JPEG and reader.has(Tag.JPEG_TABLES)
         else None
     )
+    subfile_type = reader.scalar(Tag.NEW_SUBFILE_TYPE, 0)
+    predictor = reader.scalar(Tag.PREDICTOR, 1)
+    photometric = reader.scalar(Tag.PHOTOMETRIC, -1) if reader.has(Tag.PHOTOMETRIC) else None
     if reader.incomplete or offsets is None or byte_counts is None:
         return None
     return Ifd(
         index=raw.index,
         offset=raw.offset,
-        new_subfile_type=reader.scalar(Tag.NEW_SUBFILE_TYPE, 0),
+        new_subfile_type=subfile_type,
         image_width=width,
         image_height=height,
         tile_width=tile_width,
@@ -384,8 +397,8 @@ def _build_ifd(reader: _IfdReader) -> Ifd | None:
         sample_format=formats,
         dtype=_dtype_name(bits, formats, where),
         compression=compression,
-        predictor=reader.scalar(Tag.PREDICTOR, 1),
-        photometric=reader.scalar(Tag.PHOTOMETRIC, -1) if reader.has(Tag.PHOTOMETRIC) else None,
+        predictor=predictor,
+        photometric=photometric,
         planar_configuration=planar,
         extra_samples=() if extra is None else tuple(int(v) for v in extra),
         tile_offsets=offsets.astype(np.uint64),
@@ -435,19 +448,32 @@ def _read_format(buffer: ByteBuffer) -> tuple[_Format, int] | NeedBytes:
     return _Format(order, bigtiff=True), first
 
 
-def _ghost_header(buffer: ByteBuffer, start: int) -> dict[str, str]:
-    """GDAL's structural metadata block after the header, when the bytes are at hand."""
-    prefix = buffer.view(start, len(GHOST_PREFIX) + 6, "GDAL structural metadata")
-    if prefix is None or not bytes(prefix).startswith(GHOST_PREFIX):
+def _ghost_header(parse: _Pass, first_offset: int) -> dict[str, str]:
+    """GDAL's structural metadata, which sits between the file header and IFD0.
+
+    When IFD0 follows closely (the COG layout), the gap is part of the header and is asked
+    for like any other range; a far-away IFD0 (a file written IFD-last) is only checked when
+    its leading bytes happen to be in the buffer already.
+    """
+    start = parse.fmt.header_size
+    gap = first_offset - start
+    if gap < len(GHOST_PREFIX) + 6:
         return {}
-    digits = bytes(prefix[len(GHOST_PREFIX) :]).decode("ascii", errors="replace")
+    what = "GDAL structural metadata"
+    size_line = len(GHOST_PREFIX) + len("000000 bytes\n")
+    view = parse.view if gap <= MAX_GHOST_GAP else parse.buffer.view
+    head = view(start, min(size_line, gap), what)
+    if head is None or bytes(head[: len(GHOST_PREFIX)]) != GHOST_PREFIX:
+        return {}
+    digits = bytes(head[len(GHOST_PREFIX) : len(GHOST_PREFIX) + 6]).decode("ascii", "replace")
     if not digits.isdigit():
         return {}
-    body = buffer.view(start + len(prefix), int(digits) + 7, "GDAL structural metadata")
+    body = view(start + len(head), min(int(digits), gap - len(head)), what)
     if body is None:
         return {}
-    lines = bytes(body).decode("ascii", errors="replace").splitlines()[1:]
-    return dict(line.split("=", 1) for line in lines if "=" in line)
+    lines = bytes(body).decode("ascii", errors="replace").splitlines()
+    pairs = (line.split("=", 1) for line in lines if "=" in line)
+    return {key.strip(): value.strip() for key, value in pairs}
 
 
 def parse_header(buffer: ByteBuffer) -> TiffHeader | NeedBytes:
@@ -471,6 +497,7 @@ def parse_header(buffer: ByteBuffer) -> TiffHeader | NeedBytes:
         raws[0] if raws else None,
     )
     geo = _build_geo(_IfdReader(parse, primary)) if primary is not None else None
+    ghost = _ghost_header(parse, first_offset)
     if parse.missing:
         return NeedBytes(merge_ranges(parse.missing))
     if not raws:
@@ -480,7 +507,7 @@ def parse_header(buffer: ByteBuffer) -> TiffHeader | NeedBytes:
         bigtiff=fmt.bigtiff,
         ifds=tuple(ifd for ifd in ifds if ifd is not None),
         geo=geo if geo is not None else GeoInfo(),
-        gdal_structural_metadata=_ghost_header(buffer, fmt.header_size),
+        gdal_structural_metadata=ghost,
     )
 
 
