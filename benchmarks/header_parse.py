@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from tiff.cog_corpus import write_corpus  # noqa: E402
+from tiff.cog_corpus import generate_corpus  # noqa: E402
 
 from rasteret_assets.tiff import (  # noqa: E402
     ByteBuffer,
@@ -45,7 +45,10 @@ def parse_cost_us(data: bytes, repeats: int) -> float:
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        corpus = [(f"gdal/{name}", path, True) for name, path in write_corpus(Path(tmp))]
+        corpus = [
+            (f"gdal/{name}", path, name.startswith("cog-"))
+            for name, path in generate_corpus(Path(tmp))
+        ]
         if FIXTURES.is_dir():
             corpus += [
                 (str(p.relative_to(FIXTURES)), p, False) for p in sorted(FIXTURES.rglob("*.tif*"))
