@@ -5,21 +5,33 @@
 * ``moto_s3`` - a moto S3 server with public, private and requester-pays buckets
   (``tests/servers/moto_s3.py``); session-wide, dummy AWS env set per test.
 * ``tiff_fixtures`` - ``../shared/fixtures/tiff`` (tests skip when it is absent).
+* ``rustac_server`` - ``rustac serve`` (a real STAC API) loaded with the shared Earth Search
+  and Planetary Computer items (``tests/servers/rustac_server.py``); ``rustac_mixed_server``
+  holds the mixed-collection Earth Search search pages and items with a null ``datetime``.
+  Without rustac these tests skip, except under ``CI=true`` where they fail.
+* ``stac_proxy`` - a forwarding proxy in front of ``rustac_server`` that injects HTTP errors
+  and logs requests (``tests/servers/stac_proxy.py``); session-wide, reset per test.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from servers.moto_s3 import MotoS3, start_moto_s3
 from servers.range_server import RangeServer
+from servers.rustac_server import RustacServer, find_rustac, start_rustac
+from servers.stac_proxy import StacProxy
 
 #: ``/work/main/../shared/fixtures``: the shared fixture tree next to the repository.
 SHARED_FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures"
 TIFF_FIXTURES = SHARED_FIXTURES / "tiff"
+STAC_FIXTURES = SHARED_FIXTURES / "stac"
+GEOPARQUET_FIXTURES = SHARED_FIXTURES / "geoparquet"
 
 #: Fixture files the storage tests and the S3 buckets use.
 SAMPLE_TIFFS = ("rio-tiler/cog.tif", "cogeotiff/cog.tiff")
@@ -86,3 +98,89 @@ def moto_s3(moto_server: MotoS3, monkeypatch: pytest.MonkeyPatch) -> MotoS3:
     for name in ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE", "AWS_ROLE_ARN"):
         monkeypatch.delenv(name, raising=False)
     return moto_server
+
+
+def _missing_requirement(reason: str) -> None:
+    """Skip locally; under CI a missing server is a broken setup, so fail loudly instead."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason} (CI=true: required, not skipped)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def stac_fixtures() -> Path:
+    """The shared real-world STAC JSON fixtures (``../shared/fixtures/stac``)."""
+    if not STAC_FIXTURES.is_dir():
+        _missing_requirement(f"shared STAC fixtures not found at {STAC_FIXTURES}")
+    return STAC_FIXTURES
+
+
+@pytest.fixture(scope="session")
+def rustac_executable() -> str:
+    executable = find_rustac()
+    if executable is None:
+        _missing_requirement("rustac is not installed (pip install rustac)")
+    assert executable is not None
+    return executable
+
+
+@pytest.fixture(scope="session")
+def rustac_server(
+    rustac_executable: str, stac_fixtures: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RustacServer]:
+    """rustac with Earth Search ``sentinel-2-c1-l2a`` (10 items, with their Collection) and
+    Planetary Computer ``sentinel-2-l2a`` / ``landsat-c2-l2`` (100 items each, geoparquet)."""
+    hrefs = [
+        stac_fixtures / "earth-search" / "sentinel-2-c1-l2a_collection.json",
+        stac_fixtures / "earth-search" / "sentinel-2-c1-l2a_item-collection_10.json",
+        GEOPARQUET_FIXTURES / "pc_sentinel-2-l2a_100.parquet",
+        GEOPARQUET_FIXTURES / "pc_landsat-c2-l2_100.parquet",
+    ]
+    server = start_rustac(rustac_executable, hrefs, log_dir=tmp_path_factory.mktemp("rustac"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def rustac_mixed_server(
+    rustac_executable: str, stac_fixtures: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RustacServer]:
+    """rustac with the two real Earth Search search pages (sentinel-1-grd, sentinel-2-l1c,
+    -l2a and -c1-l2a items: properties differ in presence and type between collections) and
+    the Planetary Computer IO LULC items, whose ``datetime`` is null."""
+    work = tmp_path_factory.mktemp("rustac-mixed")
+    # The PC file is a bare JSON array of Items; rustac loads ItemCollections.
+    lulc = json.loads(
+        (stac_fixtures / "planetary-computer" / "io-lulc-annual-v02_items_4.json").read_text()
+    )
+    lulc_path = work / "io-lulc-annual-v02.json"
+    lulc_path.write_text(json.dumps({"type": "FeatureCollection", "features": lulc}))
+    hrefs = [
+        stac_fixtures / "earth-search" / "search_cql2_page1.json",
+        stac_fixtures / "earth-search" / "search_cql2_page2.json",
+        lulc_path,
+    ]
+    server = start_rustac(rustac_executable, hrefs, log_dir=work)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def stac_proxy_session(rustac_server: RustacServer) -> Iterator[StacProxy]:
+    proxy = StacProxy(rustac_server.url).start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+@pytest.fixture
+def stac_proxy(stac_proxy_session: StacProxy) -> Iterator[StacProxy]:
+    """The proxy in front of ``rustac_server`` with no failures and an empty log."""
+    stac_proxy_session.reset()
+    yield stac_proxy_session
+    stac_proxy_session.reset()

@@ -1,5 +1,7 @@
 """The library layer: rasteret's ingest API (builders, enrichment, normalisation)."""
 
+from rasteret_assets.ingest.band_map import BandMap, BandMapError
+from rasteret_assets.ingest.base import CollectionBuilder, run_sync
 from rasteret_assets.ingest.enrich import (
     EnrichmentResult,
     add_band_metadata_columns,
@@ -9,10 +11,29 @@ from rasteret_assets.ingest.enrich import (
 )
 from rasteret_assets.ingest.header_fetch import HeaderOutcome, fetch_header, fetch_headers
 from rasteret_assets.ingest.normalize import build_collection_from_table, normalize_table
+from rasteret_assets.ingest.stac_http import StacApiError
+from rasteret_assets.ingest.stac_indexer import (
+    EnrichmentFailedError,
+    NoItemsError,
+    StacCollectionBuilder,
+)
+from rasteret_assets.ingest.stac_items import StacItemError
+from rasteret_assets.ingest.stac_search import UnsupportedSearchError
+from rasteret_assets.ingest.static_catalog import StaticCatalogError
 
 __all__ = [
+    "BandMap",
+    "BandMapError",
+    "CollectionBuilder",
+    "EnrichmentFailedError",
     "EnrichmentResult",
     "HeaderOutcome",
+    "NoItemsError",
+    "StacApiError",
+    "StacCollectionBuilder",
+    "StacItemError",
+    "StaticCatalogError",
+    "UnsupportedSearchError",
     "add_band_metadata_columns",
     "build_collection_from_table",
     "build_url_index_from_assets",
@@ -21,4 +42,5 @@ __all__ = [
     "fetch_header",
     "fetch_headers",
     "normalize_table",
+    "run_sync",
 ]

@@ -1,0 +1,170 @@
+"""JSON over HTTP for STAC APIs and static catalogs, one request at a time, each retried alone.
+
+A search of a month of Sentinel-2 is dozens of pages; a static catalog is hundreds of
+documents. A 503 on page 37 must cost one more request for page 37, not a restart of the
+search, so retries live here, per request, using the project's one
+:class:`~rasteret_assets.storage.RetryPolicy` (transient classes back off with jitter and
+honour ``Retry-After``). Permanent answers (400 for a filter the server rejects, 404 for a
+missing child catalog) raise :class:`StacApiError` at once, with the server's own message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+
+from rasteret_assets.storage import RetryPolicy, StorageError, redact_url, scrub_text
+from rasteret_assets.storage.headers import parse_retry_after
+
+logger = logging.getLogger(__name__)
+
+#: Patient enough for a slow search page (CQL2 over millions of items), small enough that a
+#: hung connection is noticed and retried.
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_RETRY = RetryPolicy(max_attempts=5, base_delay=0.5, max_delay=30.0)
+_DETAIL_CHARS = 400
+_HEADERS = {"Accept": "application/geo+json, application/json"}
+
+
+class StacApiError(RuntimeError):
+    """A STAC request failed for good: a permanent status, non-JSON, or retries exhausted.
+
+    ``status`` is the last HTTP status (``None`` for connection failures), ``attempts`` how
+    many times the request was sent, ``url`` is redacted.
+    """
+
+    def __init__(
+        self, message: str, *, url: str, status: int | None = None, attempts: int = 1
+    ) -> None:
+        self.url = redact_url(url)
+        self.status = status
+        self.attempts = attempts
+        super().__init__(scrub_text(message))
+
+
+class JsonClient:
+    """An aiohttp session that fetches JSON documents with per-request retries.
+
+    Use as ``async with JsonClient() as client``; the session belongs to the running loop.
+    ``request_count`` counts every HTTP request sent, retries included.
+    """
+
+    def __init__(
+        self,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.retry = retry or DEFAULT_RETRY
+        self.timeout = timeout
+        self.headers = {**_HEADERS, **(headers or {})}
+        self.request_count = 0
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> JsonClient:
+        timeout = aiohttp.ClientTimeout(total=self.timeout, sock_connect=min(self.timeout, 10.0))
+        # trust_env: catalogs are few requests, so honouring HTTPS_PROXY/NO_PROXY and ~/.netrc
+        # (Earthdata-protected catalogs) costs nothing measurable here.
+        self._session = aiohttp.ClientSession(timeout=timeout, headers=self.headers, trust_env=True)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    async def get(self, url: str, *, headers: Mapping[str, str] | None = None) -> Any:
+        """GET ``url`` and decode its JSON body."""
+        return await self.request("GET", url, headers=headers)
+
+    async def post(
+        self, url: str, body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None
+    ) -> Any:
+        """POST ``body`` as JSON to ``url`` and decode the JSON answer."""
+        return await self.request("POST", url, body=body, headers=headers)
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """Send one request, retrying transient failures of this request only."""
+        if self._session is None:
+            raise RuntimeError("JsonClient used outside 'async with'")
+        session = self._session
+
+        async def attempt() -> Any:
+            self.request_count += 1
+            try:
+                async with session.request(
+                    method, url, json=body, headers=dict(headers or {})
+                ) as resp:
+                    raw = await resp.read()
+                    _raise_for_status(resp.status, resp.headers, raw, method, url)
+                    status = resp.status
+            except (StorageError, StacApiError):
+                raise
+            except TimeoutError as exc:
+                raise StorageError("timeout", url, f"{method}: {type(exc).__name__}") from None
+            except aiohttp.ClientPayloadError as exc:
+                raise StorageError("truncated", url, f"{method}: {exc}") from None
+            except aiohttp.ClientError as exc:
+                # Refused, reset, DNS: the server side, maybe briefly.
+                raise StorageError(
+                    "server_error", url, f"{method}: {type(exc).__name__}: {exc}"
+                ) from None
+            try:
+                return json.loads(raw)
+            except ValueError:
+                raise StacApiError(
+                    f"{method} {redact_url(url)} answered {status} with a body that is not "
+                    f"JSON: {_snippet(raw)!r}",
+                    url=url,
+                    status=status,
+                ) from None
+
+        try:
+            document, _ = await self.retry.call(attempt, url=url)
+        except StorageError as exc:
+            raise StacApiError(
+                f"{method} {exc.url} failed after {exc.attempts} attempt(s): {exc}",
+                url=url,
+                status=exc.status,
+                attempts=exc.attempts or 1,
+            ) from exc
+        return document
+
+
+def _raise_for_status(
+    status: int, headers: Mapping[str, str], raw: bytes, method: str, url: str
+) -> None:
+    """Transient statuses become :class:`StorageError` (retried); others :class:`StacApiError`."""
+    if 200 <= status < 300:
+        return
+    detail = f"{method}: HTTP {status}: {_snippet(raw)}"
+    if status in (429, 503):
+        retry_after = parse_retry_after(headers.get("Retry-After"))
+        raise StorageError("throttled", url, detail, retry_after=retry_after, status=status)
+    if status in (408, 504):
+        raise StorageError("timeout", url, detail, status=status)
+    if status >= 500:
+        raise StorageError("server_error", url, detail, status=status)
+    raise StacApiError(
+        f"{method} {redact_url(url)} was refused with HTTP {status}: {_snippet(raw)}",
+        url=url,
+        status=status,
+    )
+
+
+def _snippet(raw: bytes) -> str:
+    """The start of a response body, for error messages (servers explain 400s there)."""
+    text = raw[:_DETAIL_CHARS].decode("utf-8", errors="replace").strip()
+    return text + ("…" if len(raw) > _DETAIL_CHARS else "")

@@ -1,0 +1,291 @@
+"""STAC API item search, streamed page by page.
+
+Parameters are formatted by pystac-client's ``ItemSearch`` (offline, no request sent), so
+``bbox``, ``datetime`` ranges (``"2024-01"`` → the whole month), ``intersects`` (GeoJSON or
+any ``__geo_interface__``), ``query`` and CQL2 ``filter`` mean exactly what they mean for
+pystac-client users. The paging itself is ours, on aiohttp, because pystac-client's pager is
+synchronous and retries a failed page only for connection errors, never for a 503: here
+each page is one :class:`~rasteret_assets.ingest.stac_http.JsonClient` request, retried on
+its own, and pages are yielded as they arrive so a caller can convert and drop them.
+
+``next`` links are followed as the STAC API spec says: ``method`` (GET by default),
+``body`` (replacing the previous body, or merged into it when ``merge`` is true) and
+``headers``. A ``next`` link that repeats an earlier request ends the search with an error
+rather than looping forever.
+
+Conformance is checked before searching: an API that does not advertise the ``query`` or
+``filter`` extension may ignore the parameter and return *unfiltered* results (rustac's
+in-memory server does exactly that), so such a search is refused with
+:class:`UnsupportedSearchError` instead of quietly indexing the wrong items.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+from urllib.parse import urlencode, urljoin
+
+from pystac_client.conformance import ConformanceClasses
+from pystac_client.item_search import ItemSearch
+
+from rasteret_assets.ingest.stac_http import JsonClient, StacApiError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PAGE_SIZE = 100
+
+#: OGC API Features Part 3 names filtering without the STAC prefix.
+_OGC_FILTER = re.compile(r"^http://www\.opengis\.net/spec/ogcapi-features-3/1\.0/conf/filter$")
+
+BBox = Sequence[float]
+DateBound = str | date | datetime
+
+
+class UnsupportedSearchError(StacApiError, ValueError):
+    """The search uses an extension the API does not advertise, or bad parameters."""
+
+
+@dataclass(frozen=True)
+class StacApi:
+    """What a STAC API's landing page says about searching it."""
+
+    url: str
+    search_url: str
+    search_methods: frozenset[str]
+    conforms_to: tuple[str, ...]
+
+    def supports(self, extension: str) -> bool:
+        """Whether the API advertises ``"query"`` or ``"filter"`` for item search."""
+        if extension == "filter":
+            patterns = [ConformanceClasses.FILTER.pattern, _OGC_FILTER]
+        elif extension == "query":
+            patterns = [ConformanceClasses.QUERY.pattern]
+        else:
+            raise ValueError(f"unknown search extension {extension!r}")
+        return any(p.fullmatch(uri) for uri in self.conforms_to for p in patterns)
+
+    @property
+    def method(self) -> str:
+        """POST when offered: bodies carry CQL2 JSON and long geometries that URLs cannot."""
+        return "POST" if "POST" in self.search_methods or not self.search_methods else "GET"
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    """One page of results: its 1-based ``number``, the item dicts, ``numberMatched``."""
+
+    number: int
+    items: list[dict[str, Any]]
+    matched: int | None
+    url: str
+
+
+async def open_api(client: JsonClient, url: str) -> StacApi:
+    """Read the landing page (and ``/conformance`` when the page lacks ``conformsTo``)."""
+    root = await client.get(url)
+    if not isinstance(root, Mapping):
+        raise StacApiError(f"{url} is not a STAC API landing page (not a JSON object)", url=url)
+    links = [link for link in root.get("links", []) if isinstance(link, Mapping)]
+    search_links = [link for link in links if link.get("rel") == "search"]
+    if not search_links:
+        raise StacApiError(
+            f"{url} has no rel='search' link: it is not a STAC API with item search "
+            "(for a static catalog pass static_catalog=True)",
+            url=url,
+        )
+    search_url = urljoin(url, str(search_links[0]["href"]))
+    methods = frozenset(str(link.get("method", "GET")).upper() for link in search_links)
+    conforms = root.get("conformsTo")
+    if conforms is None:
+        conformance = next((lk for lk in links if lk.get("rel") == "conformance"), None)
+        href = (
+            urljoin(url, str(conformance["href"])) if conformance else urljoin(url, "conformance")
+        )
+        document = await client.get(href)
+        conforms = document.get("conformsTo", []) if isinstance(document, Mapping) else []
+    return StacApi(url, search_url, methods, tuple(str(c) for c in conforms))
+
+
+def search_parameters(
+    api: StacApi,
+    *,
+    collections: Sequence[str] | None = None,
+    bbox: BBox | None = None,
+    date_range: tuple[DateBound | None, DateBound | None] | None = None,
+    query: Mapping[str, Any] | None = None,
+    filter: Mapping[str, Any] | str | None = None,
+    intersects: Any | None = None,
+    ids: Sequence[str] | None = None,
+    limit: int = DEFAULT_PAGE_SIZE,
+    require_conformance: bool = True,
+) -> dict[str, Any]:
+    """The first request's parameters (a POST body, or GET query parameters).
+
+    ``date_range`` is inclusive: a bare end date covers that whole day. A string ``filter``
+    is sent as ``cql2-text``, a mapping as ``cql2-json``.
+    """
+    if bbox is not None and intersects is not None:
+        raise UnsupportedSearchError(
+            "pass bbox or intersects, not both (STAC API item search forbids the combination)",
+            url=api.search_url,
+        )
+    if require_conformance:
+        for name, value in (("query", query), ("filter", filter)):
+            if value and not api.supports(name):
+                raise UnsupportedSearchError(
+                    f"the STAC API at {api.url} does not advertise the item-search {name!r} "
+                    f"extension, so it may ignore {name}= and return unfiltered items. "
+                    f"It conforms to: {', '.join(api.conforms_to) or '<nothing>'}",
+                    url=api.url,
+                )
+    try:
+        search = ItemSearch(
+            api.search_url,
+            method=api.method,
+            limit=limit,
+            collections=list(collections) if collections else None,
+            bbox=list(bbox) if bbox is not None else None,
+            datetime=_datetime_param(date_range),
+            query=dict(query) if query else None,
+            filter=(dict(filter) if isinstance(filter, Mapping) else filter) or None,
+            filter_lang=_filter_lang(filter),
+            intersects=intersects,
+            ids=list(ids) if ids else None,
+        )
+    except Exception as exc:  # pystac-client raises bare Exception for bad input
+        raise UnsupportedSearchError(
+            f"invalid search parameters: {exc}", url=api.search_url
+        ) from exc
+    return dict(search.get_parameters())
+
+
+def _datetime_param(
+    date_range: tuple[DateBound | None, DateBound | None] | None,
+) -> list[str | datetime | None] | None:
+    if date_range is None:
+        return None
+    if len(date_range) != 2:
+        raise ValueError(f"date_range must be (start, end), got {date_range!r}")
+    bounds: list[str | datetime | None] = []
+    for bound in date_range:
+        if isinstance(bound, datetime) or bound is None:
+            bounds.append(bound)
+        elif isinstance(bound, date):
+            bounds.append(bound.isoformat())
+        else:
+            bounds.append(str(bound))
+    return bounds
+
+
+def _filter_lang(value: Mapping[str, Any] | str | None) -> str | None:
+    if not value:
+        return None
+    return "cql2-text" if isinstance(value, str) else "cql2-json"
+
+
+async def iter_search_pages(
+    client: JsonClient,
+    api: StacApi,
+    parameters: Mapping[str, Any],
+    *,
+    max_items: int | None = None,
+) -> AsyncIterator[SearchPage]:
+    """Yield pages until the last one, an empty one, or ``max_items`` items."""
+    method, url = api.method, api.search_url
+    body: dict[str, Any] | None = dict(parameters) if method == "POST" else None
+    if method == "GET":
+        url = _with_query(url, parameters)
+    headers: dict[str, str] = {}
+    seen: set[str] = set()
+    returned = 0
+    number = 0
+    while True:
+        number += 1
+        key = json.dumps([method, url, body], sort_keys=True, default=str)
+        if key in seen:
+            raise StacApiError(
+                f"page {number}: the server's next link repeats an earlier request "
+                f"({method} {url}); its paging is broken, stopping instead of looping",
+                url=url,
+            )
+        seen.add(key)
+        document = await _fetch_page(client, method, url, body, headers, number)
+        items = document.get("features") or []
+        if not isinstance(items, list):
+            raise StacApiError(f"page {number}: 'features' is not a list", url=url)
+        if max_items is not None and returned + len(items) > max_items:
+            items = items[: max_items - returned]
+        returned += len(items)
+        matched = document.get("numberMatched")
+        if matched is None:  # STAC API < 1.0 used the context extension
+            context = document.get("context")
+            matched = context.get("matched") if isinstance(context, Mapping) else None
+        if items:
+            yield SearchPage(number, items, matched, url)
+        if not items or (max_items is not None and returned >= max_items):
+            return
+        link = _next_link(document)
+        if link is None:
+            return
+        method, url, body, headers = next_request(link, url, body, headers)
+
+
+async def _fetch_page(
+    client: JsonClient,
+    method: str,
+    url: str,
+    body: Mapping[str, Any] | None,
+    headers: Mapping[str, str],
+    number: int,
+) -> Mapping[str, Any]:
+    try:
+        document = await client.request(method, url, body=body, headers=headers)
+    except StacApiError as exc:
+        raise StacApiError(
+            f"search page {number}: {exc}", url=url, status=exc.status, attempts=exc.attempts
+        ) from exc
+    if not isinstance(document, Mapping):
+        raise StacApiError(f"search page {number} is not a JSON object", url=url)
+    logger.debug("search page %d: %d items", number, len(document.get("features") or []))
+    return document
+
+
+def _next_link(document: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    for link in document.get("links") or []:
+        if isinstance(link, Mapping) and link.get("rel") == "next" and link.get("href"):
+            return link
+    return None
+
+
+def next_request(
+    link: Mapping[str, Any],
+    current_url: str,
+    current_body: dict[str, Any] | None,
+    current_headers: dict[str, str],
+) -> tuple[str, str, dict[str, Any] | None, dict[str, str]]:
+    """``(method, url, body, headers)`` of the request a ``next`` link describes.
+
+    STAC API paging: ``method`` defaults to GET (the href then carries everything); a POST
+    link's ``body`` and ``headers`` replace the current ones, or with ``merge: true`` are
+    merged over them (servers that only send a token rely on the merge).
+    """
+    method = str(link.get("method", "GET")).upper()
+    url = urljoin(current_url, str(link["href"]))
+    merge = bool(link.get("merge", False))
+    link_headers = {str(k): str(v) for k, v in (link.get("headers") or {}).items()}
+    headers = {**current_headers, **link_headers} if merge else link_headers
+    if method == "POST":
+        link_body = dict(link.get("body") or {})
+        body = {**(current_body or {}), **link_body} if merge else link_body
+        return method, url, body, headers
+    return method, url, None, headers
+
+
+def _with_query(url: str, parameters: Mapping[str, Any]) -> str:
+    query = urlencode({k: v for k, v in parameters.items() if v is not None})
+    return f"{url}{'&' if '?' in url else '?'}{query}" if query else url
