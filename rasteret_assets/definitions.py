@@ -1,5 +1,39 @@
-"""The code location's ``Definitions``; assets, resources and automation join as they land."""
+"""The code location: one asset group, job and schedule per configured source."""
+
+from __future__ import annotations
 
 import dagster as dg
 
-defs = dg.Definitions()
+from rasteret_assets.defs.assets import build_source_assets
+from rasteret_assets.defs.automation import refresh_schedule, source_job
+from rasteret_assets.defs.config import load_sources
+from rasteret_assets.defs.resources import (
+    ConcurrencyResource,
+    StorageResource,
+    WorkspaceResource,
+)
+
+
+def build_definitions() -> dg.Definitions:
+    sources = load_sources()
+    assets, jobs, schedules = [], [], []
+    for source in sources:
+        assets += build_source_assets(source)
+        job = source_job(source)
+        jobs.append(job)
+        schedules.append(refresh_schedule(source, job))
+    return dg.Definitions(
+        assets=assets,
+        jobs=jobs,
+        schedules=schedules,
+        resources={
+            "workspace": WorkspaceResource(
+                root=dg.EnvVar("RASTERET_ASSETS_WORKSPACE").get_value("rasteret_workspace")
+            ),
+            "storage": StorageResource(),
+            "concurrency": ConcurrencyResource(),
+        },
+    )
+
+
+defs = build_definitions()
