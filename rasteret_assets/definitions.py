@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from rasteret_assets.defs.assets import build_source_assets
-from rasteret_assets.defs.automation import refresh_schedule, source_job
+from rasteret_assets.defs.automation import new_items_sensor, refresh_schedule, source_job
 from rasteret_assets.defs.config import load_sources
 from rasteret_assets.defs.resources import (
     ConcurrencyResource,
@@ -16,16 +16,19 @@ from rasteret_assets.defs.resources import (
 
 def build_definitions() -> dg.Definitions:
     sources = load_sources()
-    assets, jobs, schedules = [], [], []
+    assets, jobs, schedules, sensors = [], [], [], []
     for source in sources:
         assets += build_source_assets(source)
         job = source_job(source)
         jobs.append(job)
         schedules.append(refresh_schedule(source, job))
+        if source.kind == "stac_api":
+            sensors.append(new_items_sensor(source, job))
     return dg.Definitions(
         assets=assets,
         jobs=jobs,
         schedules=schedules,
+        sensors=sensors,
         resources={
             "workspace": WorkspaceResource(
                 root=dg.EnvVar("RASTERET_ASSETS_WORKSPACE").get_value("rasteret_workspace")

@@ -5,11 +5,16 @@ records → cog_headers → collection for a month), which keeps a month's three
 run and one place to look.
 """
 
+import json
+from datetime import UTC, datetime
+
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from rasteret_assets.defs.assets import monthly_partitions
 from rasteret_assets.defs.config import SourceConfig
+from rasteret_assets.ingest.base import run_sync
+from rasteret_assets.ingest.stac_changes import changed_months
 
 
 def source_job(source: SourceConfig) -> UnresolvedAssetJobDefinition:
@@ -43,3 +48,54 @@ def refresh_schedule(
         ]
 
     return daily
+
+
+def new_items_sensor(
+    source: SourceConfig, job: UnresolvedAssetJobDefinition
+) -> dg.SensorDefinition:
+    """Ask the STAC API for items changed since the cursor; run exactly their months.
+
+    The first tick only sets the cursor (history is a backfill's job, not a sensor's). Run
+    keys carry the newest change stamp, so a month re-runs when it changes again but a
+    repeated tick never launches a duplicate.
+    """
+
+    @dg.sensor(
+        name=f"{source.name}_new_items",
+        job=job,
+        minimum_interval_seconds=300,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        description=f"New or updated STAC items of {source.name} trigger their months.",
+    )
+    def new_items(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        now = datetime.now(UTC)
+        if not context.cursor:
+            return dg.SensorResult(
+                cursor=json.dumps({"since": now.isoformat()}),
+                skip_reason="cursor initialised; later ticks report changes after it",
+            )
+        since = datetime.fromisoformat(json.loads(context.cursor)["since"])
+        changes = run_sync(
+            changed_months(
+                source.location,
+                since,
+                collections=[source.collection] if source.collection else None,
+                bbox=source.bbox,
+                query=source.query,
+                filter=source.filter if isinstance(source.filter, dict) else None,
+            )
+        )
+        partitions = monthly_partitions(source)
+        valid = set(partitions.get_partition_keys(current_time=now))
+        keys = sorted(k for k in (m.strftime("%Y-%m-%d") for m in changes.months) if k in valid)
+        if not changes.exact:
+            context.log.warning("API lacks CQL2 filter: only newly acquired items are seen")
+        if changes.truncated:
+            context.log.warning("more changes than one tick reads; the next tick continues")
+        stamp = (changes.newest or since).isoformat()
+        return dg.SensorResult(
+            run_requests=[dg.RunRequest(partition_key=k, run_key=f"{k}@{stamp}") for k in keys],
+            cursor=json.dumps({"since": stamp}),
+        )
+
+    return new_items
