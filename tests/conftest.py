@@ -11,6 +11,11 @@
   Without rustac these tests skip, except under ``CI=true`` where they fail.
 * ``stac_proxy`` - a forwarding proxy in front of ``rustac_server`` that injects HTTP errors
   and logs requests (``tests/servers/stac_proxy.py``); session-wide, reset per test.
+* ``pgstac_api`` - stac-fastapi-pgstac with the transactions extension on a private
+  PostgreSQL + PostGIS cluster, pgstac loaded with the shared Planetary Computer and Earth
+  Search items (``tests/servers/pgstac_server.py``): ``query``, CQL2 ``filter``, token
+  paging, and ``add_item`` between searches. Skips without PostgreSQL/PostGIS or the Python
+  packages, except under ``CI=true`` where it fails.
 """
 
 from __future__ import annotations
@@ -23,6 +28,12 @@ from pathlib import Path
 
 import pytest
 from servers.moto_s3 import MotoS3, start_moto_s3
+from servers.pgstac_server import (
+    PgstacApi,
+    PgstacUnavailableError,
+    fixture_catalog,
+    start_pgstac_api,
+)
 from servers.range_server import RangeServer
 from servers.rustac_server import RustacServer, find_rustac, start_rustac
 from servers.stac_proxy import StacProxy
@@ -184,3 +195,26 @@ def stac_proxy(stac_proxy_session: StacProxy) -> Iterator[StacProxy]:
     stac_proxy_session.reset()
     yield stac_proxy_session
     stac_proxy_session.reset()
+
+
+@pytest.fixture(scope="session")
+def pgstac_api(stac_fixtures: Path) -> Iterator[PgstacApi]:
+    """stac-fastapi-pgstac (transactions enabled) serving ``servers.pgstac_server.FIXTURE_SETS``.
+
+    Session-wide because a cluster plus pgstac costs seconds; tests that add items use
+    collections of their own (``unique_collection_id``) so searches of the fixture
+    collections see the same items in any test order.
+    """
+    collections, items = fixture_catalog(stac_fixtures)
+    try:
+        api = start_pgstac_api(collections, items)
+    except PgstacUnavailableError as exc:
+        _missing_requirement(f"pgstac test server unavailable: {exc}")
+        raise  # unreachable: _missing_requirement skips or fails
+    logging.getLogger(__name__).info(
+        "pgstac %s API at %s, up in %.1fs", api.pgstac_version, api.url, api.startup_seconds
+    )
+    try:
+        yield api
+    finally:
+        api.stop()

@@ -35,6 +35,11 @@ COGS = (
 FAST_RETRY = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05)
 
 
+@pytest.fixture(autouse=True)
+def _needs_shared_tiffs(tiff_fixtures: Path) -> None:
+    """Every test here serves the shared real-world COGs (``/fixtures/`` on the server)."""
+
+
 def record_table(urls: list[str], band: str = "B01") -> pa.Table:
     return pa.table(
         {

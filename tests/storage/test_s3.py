@@ -84,7 +84,8 @@ async def test_anonymous_read_of_private_bucket_is_forbidden_after_one_attempt(
     moto_s3: MotoS3, make_backend: MakeBackend
 ) -> None:
     backend = make_backend(**moto_options(moto_s3, anon=True))
-    url = f"s3://{moto_s3.private_bucket}/{KEY}"
+    # An object of its own, so the test does not depend on the shared fixtures.
+    url = moto_s3.put(moto_s3.private_bucket, "tests/private.bin", b"private bytes")
     with pytest.raises(StorageError) as info:
         await FAST_RETRY.call(lambda: backend.get_range(url, 0, 100), url=url)
     assert (info.value.error_class, info.value.attempts) == ("forbidden", 1)
