@@ -212,7 +212,11 @@ def pgstac_api(stac_fixtures: Path) -> Iterator[PgstacApi]:
         _missing_requirement(f"pgstac test server unavailable: {exc}")
         raise  # unreachable: _missing_requirement skips or fails
     logging.getLogger(__name__).info(
-        "pgstac %s API at %s, up in %.1fs", api.pgstac_version, api.url, api.startup_seconds
+        "pgstac %s (%s) API at %s, up in %.1fs",
+        api.pgstac_version,
+        api.cluster.binaries.version,
+        api.url,
+        api.startup_seconds,
     )
     try:
         yield api

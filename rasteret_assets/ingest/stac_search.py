@@ -30,6 +30,7 @@ from datetime import date, datetime
 from typing import Any
 from urllib.parse import urlencode, urljoin
 
+import cql2
 from pystac_client.conformance import ConformanceClasses
 from pystac_client.item_search import ItemSearch
 
@@ -152,8 +153,8 @@ def search_parameters(
             bbox=list(bbox) if bbox is not None else None,
             datetime=_datetime_param(date_range),
             query=dict(query) if query else None,
-            filter=(dict(filter) if isinstance(filter, Mapping) else filter) or None,
-            filter_lang=_filter_lang(filter),
+            filter=_filter_for(api, filter),
+            filter_lang=_filter_lang(_filter_for(api, filter)),
             intersects=intersects,
             ids=list(ids) if ids else None,
         )
@@ -180,6 +181,23 @@ def _datetime_param(
         else:
             bounds.append(str(bound))
     return bounds
+
+
+def _filter_for(api: StacApi, value: Mapping[str, Any] | str | None) -> dict[str, Any] | str | None:
+    """The filter as sent: POST bodies carry CQL2 JSON (servers such as stac-fastapi-pgstac
+    reject ``cql2-text`` there), so a text filter is parsed into JSON for POST."""
+    if not value:
+        return None
+    if isinstance(value, Mapping):
+        return dict(value)
+    if api.method != "POST":
+        return value
+    try:
+        return cql2.parse_text(value).to_json()
+    except (ValueError, cql2.ParseError) as exc:
+        raise UnsupportedSearchError(
+            f"invalid CQL2 text filter {value!r}: {exc}", url=api.url
+        ) from exc
 
 
 def _filter_lang(value: Mapping[str, Any] | str | None) -> str | None:
