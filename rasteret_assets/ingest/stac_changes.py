@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from rasteret_assets.collection import parse_instant
@@ -67,7 +67,12 @@ async def changed_months(
     async with JsonClient() as client:
         api = await open_api(client, api_url)
         result.exact = api.supports("filter")
-        newer = {"op": ">", "args": [{"property": "updated"}, {"timestamp": since.isoformat()}]}
+        # Compared as text: pgstac and others type undeclared properties as strings (a typed
+        # timestamp literal there is an error). A second of slack keeps fractional seconds
+        # and "Z"/"+00:00" spellings from sorting before the cursor; exact times are compared
+        # below.
+        slack = (since - timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        newer = {"op": ">", "args": [{"property": "updated"}, slack]}
         parameters = search_parameters(
             api,
             collections=collections,

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 import pyarrow.parquet as pq
 import pytest
+from servers.pgstac_server import PgstacApi, collection_from_items, unique_collection_id
 from servers.rustac_server import RustacServer
 
 from rasteret_assets.defs.automation import new_items_sensor, source_job
@@ -67,3 +68,52 @@ def test_a_tick_requests_exactly_the_months_of_newer_items(rustac_server: Rustac
     assert [(r.partition_key, r.run_key) for r in again.run_requests] == [
         (keys[-1], f"{keys[-1]}@{newest.isoformat()}")
     ]
+
+
+def test_items_added_between_ticks_trigger_exactly_their_months(
+    pgstac_api: PgstacApi, stac_fixtures: Path
+) -> None:
+    """stac-fastapi-pgstac with transactions: the test adds items between two ticks."""
+    template = json.loads(
+        (stac_fixtures / "planetary-computer" / "sentinel-2-l2a_items_4.json").read_text()
+    )[0]
+    collection_id = unique_collection_id("sensor")
+
+    def item(suffix: str, acquired: str, updated: datetime) -> dict:
+        properties = {**template["properties"], "datetime": acquired}
+        properties["updated"] = updated.isoformat().replace("+00:00", "Z")
+        return {**template, "id": f"{collection_id}-{suffix}", "properties": properties}
+
+    seed = item("seed", "2024-01-15T10:00:00Z", datetime(2024, 1, 16, tzinfo=UTC))
+    pgstac_api.add_collection(collection_from_items(collection_id, [seed], "sensor test"))
+    pgstac_api.add_item(seed, collection_id)
+    source = SourceConfig(
+        name="pgstac",
+        kind="stac_api",
+        location=pgstac_api.url,
+        collection=collection_id,
+        band_map={"red": "B04"},
+        start_month="2024-01",
+    )
+    first = evaluate(source, None)
+    assert not first.run_requests
+    since = datetime.fromisoformat(json.loads(first.cursor)["since"])
+
+    stamp = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=5)
+    pgstac_api.add_item(item("march", "2024-03-02T10:00:00Z", stamp), collection_id)
+    pgstac_api.add_item(
+        item("july", "2024-07-09T10:00:00Z", stamp + timedelta(seconds=1)), collection_id
+    )
+    assert stamp > since
+
+    second = evaluate(source, first.cursor)
+    newest = stamp + timedelta(seconds=1)
+    assert [(r.partition_key, r.run_key) for r in second.run_requests] == [
+        ("2024-03-01", f"2024-03-01@{newest.isoformat()}"),
+        ("2024-07-01", f"2024-07-01@{newest.isoformat()}"),
+    ]
+    assert json.loads(second.cursor) == {"since": newest.isoformat()}
+
+    third = evaluate(source, second.cursor)
+    assert not third.run_requests
+    assert third.cursor == second.cursor
