@@ -36,7 +36,6 @@ from rasteret_assets.storage import StorageRouter
 HEADER_POOL = "rasteret_headers"
 HEADERS_FILE = "headers.parquet"
 RECORDS_FILE = "part-0.parquet"
-DEFAULT_COVERAGE = 0.95
 
 
 def monthly_partitions(source: SourceConfig) -> dg.MonthlyPartitionsDefinition:
@@ -218,7 +217,7 @@ def build_source_assets(source: SourceConfig) -> list[dg.AssetsDefinition]:
             checks.unique_ids(table),
             checks.datetime_in_partition(table, window.start, window.end),
             checks.bbox_valid(table),
-            checks.header_coverage(table, bands, DEFAULT_COVERAGE),
+            checks.header_coverage(table, bands, source.min_header_coverage),
             checks.tile_table_consistency(table, bands),
         ]
         blocked = [

@@ -48,6 +48,12 @@ class SourceConfig(BaseModel):
     column_map: dict[str, str] | None = Field(default=None, description="record_table only")
     href_column: str | None = Field(default=None, description="record_table only")
     owners: list[str] = Field(default_factory=list)
+    min_header_coverage: float = Field(
+        default=0.95,
+        ge=0.0,
+        le=1.0,
+        description="Share of (record, band) assets that must have a parsed header to publish",
+    )
 
     @field_validator("name")
     @classmethod

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
 from rasteret_assets.collection import Collection
@@ -92,3 +93,25 @@ def test_definitions_load(month: str) -> None:
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert {"demo/records", "demo/cog_headers", "demo/collection"} <= keys
     assert month in defs.resolve_job_def("demo_monthly").partitions_def.get_partition_keys()
+
+
+def test_a_month_below_the_coverage_threshold_is_not_published(tmp_path: Path) -> None:
+    """A header missing from ``cog_headers`` (what a failed URL leaves) drops coverage below a
+    strict threshold; the blocking check keeps the month's published version untouched."""
+    materialize(tmp_path, "2024-01-01")
+    headers_file = tmp_path / "demo" / "cog_headers" / "year=2024" / "month=1" / "headers.parquet"
+    headers = pq.read_table(headers_file)
+    pq.write_table(headers.slice(1), headers_file)
+    before = Collection.open(tmp_path / "demo" / "collection").to_table()
+    strict = SOURCE.model_copy(update={"min_header_coverage": 1.0})
+    result = dg.materialize(
+        [build_source_assets(strict)[2]],
+        partition_key="2024-01-01",
+        resources=resources(tmp_path),
+        raise_on_error=False,
+    )
+    coverage = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    assert coverage["header_coverage"] is False
+    assert metadata(result, "collection")["published"] is False
+    after = Collection.open(tmp_path / "demo" / "collection").to_table()
+    assert after.to_pylist() == before.to_pylist()
