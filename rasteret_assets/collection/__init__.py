@@ -3,7 +3,9 @@
 * :mod:`.info` — what a collection is (:class:`CollectionInfo`), date parsing.
 * :mod:`.geoparquet` — the ``geo`` metadata every file carries.
 * :mod:`.store` — local vs. S3 and the atomic swap on each.
-* :mod:`.writer` — stage each partition's file, then swap it in.
+* :mod:`.partition_file` — one partition's file: staged piece by piece, swapped in.
+* :mod:`.writer` — a whole table at once, one staged file per partition.
+* :mod:`.streaming` — a stream of tables, routed to partitions, swapped in at the end.
 * :mod:`.reader` — :class:`Collection`: open, describe, filter with pushdown.
 
 This layer depends on :mod:`rasteret_assets.contract` only.
@@ -21,9 +23,10 @@ from rasteret_assets.collection.info import (
     parse_date_range,
     parse_instant,
 )
+from rasteret_assets.collection.partition_file import DATA_FILE, PartitionFile
 from rasteret_assets.collection.reader import Collection, bbox_expression
+from rasteret_assets.collection.streaming import PartitionedWriter
 from rasteret_assets.collection.writer import (
-    DATA_FILE,
     validate_partition_columns,
     write_collection,
 )
@@ -35,6 +38,8 @@ __all__ = [
     "METADATA_KEY",
     "Collection",
     "CollectionInfo",
+    "PartitionFile",
+    "PartitionedWriter",
     "bbox_expression",
     "geoparquet_metadata",
     "normalize_date_range",

@@ -36,18 +36,50 @@ _TYPE_NAMES = {
 
 def geoparquet_metadata(table: pa.Table) -> dict[str, Any]:
     """``geo`` metadata for ``table``: encoding, geometry types, bbox and bbox covering."""
-    column: dict[str, Any] = {"encoding": "WKB", "geometry_types": geometry_types(table)}
-    if table.num_rows:
+    stats = GeoStats()
+    stats.update(table)
+    return stats.metadata()
+
+
+class GeoStats:
+    """``geo`` metadata accumulated over the tables written to one file.
+
+    A file written in several pieces (a streamed partition) only knows its geometry types
+    and bbox once the last piece is in, so they are gathered piece by piece and turned into
+    metadata at the end; :func:`geoparquet_metadata` is the one-piece case.
+    """
+
+    def __init__(self) -> None:
+        self.types: set[str] = set()
+        self.bbox: list[float] | None = None
+
+    def update(self, table: pa.Table) -> None:
+        self.types.update(geometry_types(table))
+        if not table.num_rows:
+            return
         box = table.column(BBOX)
         lows = [pc.min(pc.struct_field(box, f)).as_py() for f in BBOX_FIELDS[:2]]
         highs = [pc.max(pc.struct_field(box, f)).as_py() for f in BBOX_FIELDS[2:]]
-        column["bbox"] = lows + highs
-    column["covering"] = {"bbox": {f: [BBOX, f] for f in BBOX_FIELDS}}
-    return {
-        "version": GEOPARQUET_VERSION,
-        "primary_column": GEOMETRY,
-        "columns": {GEOMETRY: column},
-    }
+        if self.bbox is None:
+            self.bbox = lows + highs
+        else:
+            self.bbox = [
+                min(self.bbox[0], lows[0]),
+                min(self.bbox[1], lows[1]),
+                max(self.bbox[2], highs[0]),
+                max(self.bbox[3], highs[1]),
+            ]
+
+    def metadata(self) -> dict[str, Any]:
+        column: dict[str, Any] = {"encoding": "WKB", "geometry_types": sorted(self.types)}
+        if self.bbox is not None:
+            column["bbox"] = list(self.bbox)
+        column["covering"] = {"bbox": {f: [BBOX, f] for f in BBOX_FIELDS}}
+        return {
+            "version": GEOPARQUET_VERSION,
+            "primary_column": GEOMETRY,
+            "columns": {GEOMETRY: column},
+        }
 
 
 def geometry_types(table: pa.Table) -> list[str]:

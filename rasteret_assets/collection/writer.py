@@ -21,21 +21,19 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 from urllib.parse import quote
 
 import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from rasteret_assets.collection.geoparquet import GEO_KEY, encode, geoparquet_metadata
-from rasteret_assets.collection.info import METADATA_KEY, CollectionInfo
-from rasteret_assets.collection.store import STAGED_SUFFIX, Store, resolve_filesystem
+from rasteret_assets.collection.info import CollectionInfo
+from rasteret_assets.collection.partition_file import PartitionFile
+from rasteret_assets.collection.store import Store, resolve_filesystem
 from rasteret_assets.contract import BBOX, ID, PARTITION_COLUMNS, ContractError, describe_ids
 
-DATA_FILE = "part-0.parquet"
 DEFAULT_ROW_GROUP_SIZE = 10_000
 
 #: Partition values end up in directory names; integers and strings round-trip exactly.
@@ -82,23 +80,19 @@ def write_collection(
         partitioning=tuple((f.name, str(f.type)) for f in partition_schema),
     )
     store = Store(*resolve_filesystem(uri, filesystem, storage_options))
-    _check_layout(store, partition_cols)
+    check_layout(store, partition_cols)
     run = uuid.uuid4().hex
     committed = []
     for relative, part in split_partitions(table, partition_cols):
-        final = store.path(f"{relative}/{DATA_FILE}" if relative else DATA_FILE)
-        staged = f"{final.rsplit('/', 1)[0]}/.{DATA_FILE}.{run}{STAGED_SUFFIX}"
+        partition = PartitionFile(
+            store, relative, info=info, run_id=run, row_group_size=row_group_size
+        )
         try:
-            with store.open_output(staged) as sink:
-                _write_file(part, sink, info, row_group_size)
-            if before_commit is not None:
-                before_commit(relative)
-            store.swap_in(staged, final)
+            partition.write(part)
         except BaseException:
-            store.discard(staged)
+            partition.abort()
             raise
-        store.remove_others(final)
-        committed.append(store.uri(final))
+        committed.append(partition.commit(before_commit))
     return committed
 
 
@@ -129,14 +123,14 @@ def validate_partition_columns(table: pa.Table, partition_cols: Sequence[str]) -
     return pa.schema(fields)
 
 
-def _check_layout(store: Store, partition_cols: list[str]) -> None:
+def check_layout(store: Store, partition_cols: Sequence[str]) -> None:
     """Refuse to mix partition layouts: readers infer one hive scheme from the paths."""
     for path in store.data_files():
         keys = [part.split("=", 1)[0] for part in store.relative_parts(path)[:-1]]
-        if keys != partition_cols:
+        if keys != list(partition_cols):
             raise ValueError(
                 f"collection at {store.root} is partitioned by {keys} ({path}); "
-                f"cannot add partitions by {partition_cols}"
+                f"cannot add partitions by {list(partition_cols)}"
             )
 
 
@@ -183,15 +177,3 @@ def _spread_bits(values: np.ndarray) -> np.ndarray:
     v = (v | (v << 4)) & 0x0F0F0F0F
     v = (v | (v << 2)) & 0x33333333
     return (v | (v << 1)) & 0x55555555
-
-
-def _write_file(part: pa.Table, sink: BinaryIO, info: CollectionInfo, row_group_size: int) -> None:
-    metadata = {
-        GEO_KEY: encode(geoparquet_metadata(part)),
-        METADATA_KEY: info.to_json(),
-    }
-    part = part.replace_schema_metadata(metadata)
-    with pq.ParquetWriter(
-        sink, part.schema, compression="zstd", write_statistics=True, write_page_index=True
-    ) as writer:
-        writer.write_table(part, row_group_size=row_group_size)

@@ -11,6 +11,9 @@ from rasteret_assets.ingest.enrich import (
 )
 from rasteret_assets.ingest.header_fetch import HeaderOutcome, fetch_header, fetch_headers
 from rasteret_assets.ingest.normalize import build_collection_from_table, normalize_table
+from rasteret_assets.ingest.parquet_record_table import BuildStats, RecordTableBuilder
+from rasteret_assets.ingest.record_enrich import EnrichmentReport
+from rasteret_assets.ingest.record_plan import EmptyRecordTableError
 from rasteret_assets.ingest.stac_http import StacApiError
 from rasteret_assets.ingest.stac_indexer import (
     EnrichmentFailedError,
@@ -24,11 +27,15 @@ from rasteret_assets.ingest.static_catalog import StaticCatalogError
 __all__ = [
     "BandMap",
     "BandMapError",
+    "BuildStats",
     "CollectionBuilder",
+    "EmptyRecordTableError",
     "EnrichmentFailedError",
+    "EnrichmentReport",
     "EnrichmentResult",
     "HeaderOutcome",
     "NoItemsError",
+    "RecordTableBuilder",
     "StacApiError",
     "StacCollectionBuilder",
     "StacItemError",

@@ -19,27 +19,35 @@ from rasteret_assets.contract import ASSET_TYPE, ContractError, describe_ids
 
 def normalize_assets(values: pa.Array, ids: pa.Array, column: str) -> pa.StructArray:
     """Every record's assets keyed by band; raises :class:`ContractError` naming records."""
-    kind = values.type
-    if pa.types.is_dictionary(kind):
-        return normalize_assets(values.dictionary_decode(), ids, column)
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        return normalize_assets(_parse_json(values, ids, column), ids, column)
-    _reject(ids, values.is_null(), column, "null assets")
-    if pa.types.is_map(kind):
-        bands = _map_to_bands(values)
-    elif pa.types.is_struct(kind):
-        bands = dict(zip([f.name for f in kind], values.flatten(), strict=True))
-    else:
-        raise ContractError(
-            f"column {column!r}: cannot read {kind} as assets; expected a struct or map keyed "
-            "by band, or JSON objects",
-            column=column,
-        )
+    bands = asset_children(values, ids, column)
     if not bands:
         raise ContractError(f"column {column!r}: no record has any asset", column=column)
     children = [_asset(child, ids, column, band) for band, child in bands.items()]
     return pa.StructArray.from_arrays(
         children, fields=[pa.field(band, ASSET_TYPE) for band in bands]
+    )
+
+
+def asset_children(values: pa.Array, ids: pa.Array, column: str) -> dict[str, pa.Array]:
+    """``{band: that band's raw asset per record}`` from any accepted shape of ``assets``.
+
+    The children keep whatever the source gave (stac-geoparquet structs with ``type`` and
+    ``roles``, bare hrefs …), for callers that need more than href and band index.
+    """
+    kind = values.type
+    if pa.types.is_dictionary(kind):
+        return asset_children(values.dictionary_decode(), ids, column)
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return asset_children(_parse_json(values, ids, column), ids, column)
+    _reject(ids, values.is_null(), column, "null assets")
+    if pa.types.is_map(kind):
+        return _map_to_bands(values)
+    if pa.types.is_struct(kind):
+        return dict(zip([f.name for f in kind], values.flatten(), strict=True))
+    raise ContractError(
+        f"column {column!r}: cannot read {kind} as assets; expected a struct or map keyed "
+        "by band, or JSON objects",
+        column=column,
     )
 
 

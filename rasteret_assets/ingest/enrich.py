@@ -95,8 +95,12 @@ class EnrichmentResult:
         }
 
 
-class _BandColumns:
-    """Per-band results flushed to Arrow every ``batch_size`` outcomes, scattered at the end."""
+class BandColumns:
+    """Per-band results flushed to Arrow every ``batch_size`` outcomes, scattered at the end.
+
+    Flushing is what keeps enrichment memory flat: a parsed header is a few KB of Python
+    objects, its Arrow row a fraction of that, so headers are converted as they arrive.
+    """
 
     def __init__(self, bands: Sequence[str], n_rows: int) -> None:
         self.n_rows = n_rows
@@ -164,7 +168,7 @@ async def enrich_table(
 
     own_backend = backend is None
     store = backend if backend is not None else _default_backend(max_concurrent)
-    columns = _BandColumns(band_codes, len(ids))
+    columns = BandColumns(band_codes, len(ids))
     outcome_chunks: list[pa.Table] = []
     buffered: list[HeaderOutcome] = []
     band_index_errors: list[str] = []
@@ -245,7 +249,7 @@ def add_band_metadata_columns(
     """
     reject_duplicate_ids(table)
     row_of = {str(record_id): row for row, record_id in enumerate(table.column("id").to_pylist())}
-    columns = _BandColumns(band_codes, table.num_rows)
+    columns = BandColumns(band_codes, table.num_rows)
     for item in processed_items:
         record_id, band = str(item["record_id"]), item["band"]
         if record_id not in row_of:

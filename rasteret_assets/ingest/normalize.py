@@ -93,9 +93,9 @@ def normalize_table(table: pa.Table) -> pa.Table:
     # pass through as they are, without a copy.
     read = {ID, DATETIME, GEOMETRY, ASSETS, START_DATETIME, *CRS_SOURCE_COLUMNS}
     columns = {n: table.column(n).combine_chunks() for n in table.schema.names if n in read}
-    ids = _ids(columns[ID])
+    ids = record_ids(columns[ID])
     require_unique_ids(ids)
-    when = _acquisition_times(columns, ids)
+    when = acquisition_times(columns, ids)
     geoms = geometries_from_column(columns[GEOMETRY], ids, GEOMETRY)
     bounds = footprint_bounds(geoms)
     epsg, crs = raster_crs(columns, table.num_rows)
@@ -132,7 +132,8 @@ def _require_distinct_names(schema: pa.Schema) -> None:
         )
 
 
-def _ids(values: pa.Array) -> pa.Array:
+def record_ids(values: pa.Array) -> pa.Array:
+    """Ids as strings; raises :class:`ContractError` for unusable types and null ids."""
     if pa.types.is_dictionary(values.type):
         values = values.dictionary_decode()
     try:
@@ -150,7 +151,12 @@ def _ids(values: pa.Array) -> pa.Array:
     return ids
 
 
-def _acquisition_times(columns: Mapping[str, pa.Array], ids: pa.Array) -> pa.Array:
+def acquisition_times(columns: Mapping[str, pa.Array], ids: pa.Array) -> pa.Array:
+    """``datetime`` as UTC instants, ``start_datetime`` where it is null; never null.
+
+    ``columns`` maps column names to arrays (``datetime`` required, ``start_datetime``
+    optional); raises :class:`ContractError` naming records with neither.
+    """
     when = normalize_datetime(columns[DATETIME], ids, DATETIME)
     if when.null_count and START_DATETIME in columns:
         start = normalize_datetime(columns[START_DATETIME], ids, START_DATETIME)
