@@ -25,7 +25,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from rasteret_assets.contract import ASSETS, BandHeader, metadata_column
+from rasteret_assets.contract import (
+    ASSETS,
+    COG_HEADERS_SCHEMA,
+    BandHeader,
+    metadata_column,
+)
 from rasteret_assets.ingest.enrich import BandColumns
 from rasteret_assets.ingest.header_fetch import HeaderOutcome, ProgressLog, fetch_headers
 from rasteret_assets.ingest.stac_indexer import with_header_crs
@@ -41,17 +46,8 @@ MAX_LISTED_ERRORS = 1000
 
 #: One row per URL read: the ``cog_headers`` columns without the parsed header itself.
 HEADER_STATUS_SCHEMA = pa.schema(
-    [
-        ("url", pa.string()),
-        ("status", pa.string()),
-        ("error", pa.string()),
-        ("attempts", pa.int32()),
-        ("requests", pa.int32()),
-        ("bytes_read", pa.int64()),
-        ("elapsed_s", pa.float64()),
-        ("etag", pa.string()),
-        ("size", pa.int64()),
-    ]
+    COG_HEADERS_SCHEMA.field(name)
+    for name in COG_HEADERS_SCHEMA.names[: COG_HEADERS_SCHEMA.get_field_index("ifds")]
 )
 
 
