@@ -5,7 +5,12 @@ from __future__ import annotations
 import dagster as dg
 
 from rasteret_assets.defs.assets import build_source_assets
-from rasteret_assets.defs.automation import new_items_sensor, refresh_schedule, source_job
+from rasteret_assets.defs.automation import (
+    new_items_sensor,
+    refresh_schedule,
+    source_job,
+    table_changes_sensor,
+)
 from rasteret_assets.defs.config import load_sources
 from rasteret_assets.defs.resources import (
     ConcurrencyResource,
@@ -19,11 +24,12 @@ def build_definitions() -> dg.Definitions:
     assets, jobs, schedules, sensors = [], [], [], []
     for source in sources:
         assets += build_source_assets(source)
-        job = source_job(source)
-        jobs.append(job)
-        schedules.append(refresh_schedule(source, job))
+        jobs.append(source_job(source))
+        schedules.append(refresh_schedule(source))
         if source.kind == "stac_api":
-            sensors.append(new_items_sensor(source, job))
+            sensors.append(new_items_sensor(source))
+        elif source.kind == "record_table":
+            sensors.append(table_changes_sensor(source))
     return dg.Definitions(
         assets=assets,
         jobs=jobs,

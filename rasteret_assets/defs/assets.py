@@ -10,6 +10,7 @@ import asyncio
 from datetime import datetime
 
 import dagster as dg
+import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -29,6 +30,7 @@ from rasteret_assets.ingest.monthly import (
     scan_stac_month,
 )
 from rasteret_assets.ingest.normalize import build_collection_from_table, normalize_table
+from rasteret_assets.ingest.record_month import scan_record_table_month
 from rasteret_assets.ingest.stac_indexer import StacCollectionBuilder
 from rasteret_assets.sources import CloudConfig
 from rasteret_assets.storage import StorageRouter
@@ -71,6 +73,33 @@ def _builder(source: SourceConfig) -> StacCollectionBuilder:
     )
 
 
+def scan_month(source: SourceConfig, start: datetime, end: datetime) -> pa.Table | None:
+    """The raw records of ``[start, end)`` from whichever kind of source this is."""
+    if source.kind == "record_table":
+        filesystem = (
+            fsspec.core.url_to_fs(source.location, **source.location_options)[0]
+            if source.location_options
+            else None
+        )
+        return scan_record_table_month(
+            source.location,
+            start,
+            end,
+            filesystem=filesystem,
+            data_source=source.data_source or source.name,
+            column_map=source.column_map,
+            href_column=source.href_column,
+            band_index_map=source.band_index_map,
+            url_rewrite_patterns=source.url_rewrite_patterns,
+            band_map=None if source.href_column else source.band_map,
+        )
+    return asyncio.run(
+        scan_stac_month(
+            _builder(source), start, end, bbox=source.bbox, query=source.query, filter=source.filter
+        )
+    )
+
+
 def build_source_assets(source: SourceConfig) -> list[dg.AssetsDefinition]:
     """The three monthly assets of ``source``."""
     partitions = monthly_partitions(source)
@@ -103,16 +132,7 @@ def build_source_assets(source: SourceConfig) -> list[dg.AssetsDefinition]:
         context: dg.AssetExecutionContext, workspace: WorkspaceResource
     ) -> dg.MaterializeResult:
         window = context.partition_time_window
-        table = asyncio.run(
-            scan_stac_month(
-                _builder(source),
-                window.start,
-                window.end,
-                bbox=source.bbox,
-                query=source.query,
-                filter=source.filter,
-            )
-        )
+        table = scan_month(source, window.start, window.end)
         month = partition_dir(window.start)
         if table is None:
             removed = workspace.remove(source.name, "records", *month)

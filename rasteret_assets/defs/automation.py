@@ -5,34 +5,42 @@ records → cog_headers → collection for a month), which keeps a month's three
 run and one place to look.
 """
 
+import hashlib
 import json
 from datetime import UTC, datetime
 
 import dagster as dg
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+import fsspec
 
 from rasteret_assets.defs.assets import monthly_partitions
 from rasteret_assets.defs.config import SourceConfig
 from rasteret_assets.ingest.base import run_sync
+from rasteret_assets.ingest.record_changes import FileState, table_changes
 from rasteret_assets.ingest.stac_changes import changed_months
 
 
-def source_job(source: SourceConfig) -> UnresolvedAssetJobDefinition:
+def job_name(source: SourceConfig) -> str:
+    return f"{source.name}_monthly"
+
+
+def source_job(source: SourceConfig):
+    """The partitioned job over the source's asset group; schedules and sensors name it.
+
+    No return annotation: dagster exports no public type for an unresolved asset job.
+    """
     return dg.define_asset_job(
-        name=f"{source.name}_monthly",
+        name=job_name(source),
         selection=dg.AssetSelection.groups(source.name),
         description=f"Refresh one month of {source.name}: records, COG headers, collection.",
     )
 
 
-def refresh_schedule(
-    source: SourceConfig, job: UnresolvedAssetJobDefinition
-) -> dg.ScheduleDefinition:
+def refresh_schedule(source: SourceConfig) -> dg.ScheduleDefinition:
     """Daily at 03:00 UTC: the current month and the previous one (late-arriving items)."""
 
     @dg.schedule(
         name=f"{source.name}_daily_refresh",
-        job=job,
+        job_name=job_name(source),
         cron_schedule="0 3 * * *",
         execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.STOPPED,
@@ -50,9 +58,7 @@ def refresh_schedule(
     return daily
 
 
-def new_items_sensor(
-    source: SourceConfig, job: UnresolvedAssetJobDefinition
-) -> dg.SensorDefinition:
+def new_items_sensor(source: SourceConfig) -> dg.SensorDefinition:
     """Ask the STAC API for items changed since the cursor; run exactly their months.
 
     The first tick only sets the cursor (history is a backfill's job, not a sensor's). Run
@@ -62,7 +68,7 @@ def new_items_sensor(
 
     @dg.sensor(
         name=f"{source.name}_new_items",
-        job=job,
+        job_name=job_name(source),
         minimum_interval_seconds=300,
         default_status=dg.DefaultSensorStatus.STOPPED,
         description=f"New or updated STAC items of {source.name} trigger their months.",
@@ -99,3 +105,47 @@ def new_items_sensor(
         )
 
     return new_items
+
+
+def table_changes_sensor(source: SourceConfig) -> dg.SensorDefinition:
+    """Notice a rewritten record table (ETag, else size + mtime per file); run its months.
+
+    The cursor keeps each file's fingerprint and months, so only changed files are read and
+    a file's old months re-run too (rows may have moved out of them). The first tick only
+    records the table. Run keys carry a digest of the new fingerprints: a month re-runs when
+    the table changes again, never twice for one change.
+    """
+
+    @dg.sensor(
+        name=f"{source.name}_table_changes",
+        job_name=job_name(source),
+        minimum_interval_seconds=300,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        description=f"A changed record table of {source.name} triggers the months it touches.",
+    )
+    def table_changed(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        previous = json.loads(context.cursor)["files"] if context.cursor else {}
+        filesystem = fsspec.core.url_to_fs(source.location, **source.location_options)[0]
+        changes = table_changes(
+            source.location,
+            {name: FileState.from_json(state) for name, state in previous.items()},
+            filesystem=filesystem,
+            column_map=source.column_map,
+        )
+        state = {name: changes.files[name].to_json() for name in sorted(changes.files)}
+        cursor = json.dumps({"files": state}, sort_keys=True)
+        if not context.cursor:
+            return dg.SensorResult(
+                cursor=cursor, skip_reason="cursor initialised; later ticks report changes"
+            )
+        valid = set(monthly_partitions(source).get_partition_keys(current_time=datetime.now(UTC)))
+        keys = sorted(changes.months & valid)
+        if changes.changed_files:
+            context.log.info("changed files: %s", changes.changed_files)
+        digest = hashlib.sha256(cursor.encode()).hexdigest()[:16]
+        return dg.SensorResult(
+            run_requests=[dg.RunRequest(partition_key=k, run_key=f"{k}@{digest}") for k in keys],
+            cursor=cursor,
+        )
+
+    return table_changed

@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 SOURCES_ENV = "RASTERET_ASSETS_SOURCES"
 DEMO_CATALOG = Path(__file__).resolve().parents[1] / "demo" / "catalog" / "catalog.json"
@@ -47,6 +54,10 @@ class SourceConfig(BaseModel):
     filter: dict[str, Any] | str | None = None
     column_map: dict[str, str] | None = Field(default=None, description="record_table only")
     href_column: str | None = Field(default=None, description="record_table only")
+    location_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="record_table only: fsspec options for reading `location` (e.g. S3 keys)",
+    )
     owners: list[str] = Field(default_factory=list)
     min_header_coverage: float = Field(
         default=0.95,
@@ -70,8 +81,22 @@ class SourceConfig(BaseModel):
             raise ValueError("must be a month like 2024-01")
         return value
 
+    @model_validator(mode="after")
+    def _record_table_bands(self) -> SourceConfig:
+        if self.kind == "record_table" and not (self.band_map or self.href_column):
+            raise ValueError(
+                "a record_table source needs band_map {band code: asset key}, or href_column "
+                "with band_index_map {band code: sample index}"
+            )
+        if self.href_column and not self.band_index_map:
+            raise ValueError("href_column needs band_index_map {band code: sample index}")
+        return self
+
     @property
     def band_codes(self) -> list[str]:
+        """Bands whose headers are read: the band map's codes (or the href column's bands)."""
+        if self.kind == "record_table" and self.href_column:
+            return list(self.band_index_map or {})
         return list(self.band_map or {})
 
 

@@ -12,7 +12,7 @@ import pytest
 from servers.pgstac_server import PgstacApi, collection_from_items, unique_collection_id
 from servers.rustac_server import RustacServer
 
-from rasteret_assets.defs.automation import new_items_sensor, source_job
+from rasteret_assets.defs.automation import new_items_sensor
 from rasteret_assets.defs.config import SourceConfig
 
 GEOPARQUET = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "geoparquet"
@@ -30,7 +30,7 @@ def landsat_source(url: str) -> SourceConfig:
 
 
 def evaluate(source: SourceConfig, cursor: str | None) -> dg.SensorResult:
-    sensor = new_items_sensor(source, source_job(source))
+    sensor = new_items_sensor(source)
     with dg.instance_for_test() as instance:
         context = dg.build_sensor_context(cursor=cursor, instance=instance)
         return sensor(context)
