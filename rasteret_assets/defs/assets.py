@@ -214,7 +214,7 @@ def build_source_assets(source: SourceConfig) -> list[dg.AssetsDefinition]:
             "replaced atomically. Blocking checks keep a broken month from being published."
         ),
         kinds={"geoparquet", "parquet"},
-        check_specs=checks.check_specs(collection_key),
+        check_specs=checks.check_specs(collection_key, partitions),
         **common,
     )
     def collection(

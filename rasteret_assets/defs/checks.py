@@ -44,9 +44,18 @@ CHECK_DESCRIPTIONS = {
 BLOCKING = frozenset({SCHEMA, UNIQUE_IDS, COVERAGE, TILE_TABLES})
 
 
-def check_specs(asset_key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
+def check_specs(
+    asset_key: dg.AssetKey, partitions: dg.PartitionsDefinition
+) -> list[dg.AssetCheckSpec]:
+    """Partitioned like the asset, so the UI shows each month's own check results."""
     return [
-        dg.AssetCheckSpec(name, asset=asset_key, description=text, blocking=name in BLOCKING)
+        dg.AssetCheckSpec(
+            name,
+            asset=asset_key,
+            description=text,
+            blocking=name in BLOCKING,
+            partitions_def=partitions,
+        )
         for name, text in CHECK_DESCRIPTIONS.items()
     ]
 

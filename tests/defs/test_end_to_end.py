@@ -122,7 +122,7 @@ query RunEvents($runId: ID!) {
         __typename
         ... on MaterializationEvent { assetKey { path } partition }
         ... on AssetCheckEvaluationEvent {
-          evaluation { checkName success assetKey { path } }
+          evaluation { checkName success partition assetKey { path } }
         }
       }
     }
@@ -302,8 +302,19 @@ class DagsterDev:
         return ShutdownReport(time.monotonic() - started, steps, left)
 
 
-def start_dagster_dev(base: Path, *, attempts: int = 3) -> DagsterDev:
-    """Start ``dagster dev -w workspace.yaml`` on a free port with a private DAGSTER_HOME.
+DAGSTER = (sys.executable, "-m", "dagster")
+#: The ways a user starts the UI on this project; all must load the same location.
+LAUNCHERS: dict[str, tuple[str, ...]] = {
+    "dagster dev -w workspace.yaml": (*DAGSTER, "dev", "-w", "workspace.yaml"),
+    "dagster dev": (*DAGSTER, "dev"),  # [tool.dagster] in pyproject
+    "dg dev": (str(Path(sys.executable).with_name("dg")), "dev", "--use-active-venv"),
+}
+
+
+def start_dagster_dev(
+    base: Path, *, launcher: str = "dagster dev -w workspace.yaml", attempts: int = 3
+) -> DagsterDev:
+    """Start a ``LAUNCHERS`` command on a free port with a private DAGSTER_HOME.
 
     The port is free when chosen but could be taken before the webserver binds it; then
     ``dagster dev`` exits and we try another port.
@@ -313,7 +324,14 @@ def start_dagster_dev(base: Path, *, attempts: int = 3) -> DagsterDev:
     home.mkdir()
     workspace.mkdir()
     (home / "dagster.yaml").write_text(DAGSTER_YAML)
-    env = {**os.environ, "DAGSTER_HOME": str(home), "RASTERET_ASSETS_WORKSPACE": str(workspace)}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "RASTERET_ASSETS_WORKSPACE": str(workspace),
+        # dg runs `dagster` from the active virtual environment: this interpreter's.
+        "VIRTUAL_ENV": sys.prefix,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     # The test is about the built-in demo source, whatever the developer's shell points at.
     env.pop("RASTERET_ASSETS_SOURCES", None)
     for attempt in range(1, attempts + 1):
@@ -321,7 +339,7 @@ def start_dagster_dev(base: Path, *, attempts: int = 3) -> DagsterDev:
         log_path = base / f"dagster_dev_{attempt}.log"
         command = [
             *(sys.executable, "-c", RESTORE_SIGINT_THEN_EXEC),
-            *(sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml"),
+            *LAUNCHERS[launcher],
             *("-h", "127.0.0.1", "-p", str(port)),
         ]
         started = time.monotonic()
@@ -440,6 +458,7 @@ def test_a_partition_launched_through_graphql_materializes_the_month(
         e["evaluation"] for e in logs["events"] if e["__typename"] == "AssetCheckEvaluationEvent"
     ]
     assert {tuple(e["assetKey"]["path"]) for e in evaluations} == {(GROUP, "collection")}
+    assert {e["partition"] for e in evaluations} == {PARTITION}
     assert {e["checkName"]: e["success"] for e in evaluations} == dict.fromkeys(
         CHECK_DESCRIPTIONS, True
     )
@@ -457,6 +476,27 @@ def test_a_partition_launched_through_graphql_materializes_the_month(
         assert column.null_count == 0, f"{band}_metadata has nulls"
         offsets = pc.struct_field(column, "tile_offsets").to_pylist()
         assert all(offsets), f"{band}_metadata without tile offsets: {offsets}"
+
+
+ASSET_NODES_QUERY = "{ assetNodes { assetKey { path } groupName } }"
+
+
+@pytest.mark.parametrize("launcher", ["dagster dev", "dg dev"])
+def test_every_launcher_serves_the_same_location(launcher: str, tmp_path: Path) -> None:
+    """``dagster dev`` ([tool.dagster]) and ``dg dev`` ([tool.dg]) load what workspace.yaml
+    loads: one location named ``rasteret_assets`` with the demo group's three assets."""
+    if not Path(LAUNCHERS[launcher][0]).exists():
+        _missing_requirement(f"{LAUNCHERS[launcher][0]} not installed (dagster-dg-cli)")
+    server = start_dagster_dev(tmp_path, launcher=launcher)
+    try:
+        workspace = server.graphql(WORKSPACE_QUERY)["workspaceOrError"]
+        assert [e["name"] for e in workspace["locationEntries"]] == [LOCATION]
+        nodes = server.graphql(ASSET_NODES_QUERY)["assetNodes"]
+        demo = {tuple(n["assetKey"]["path"]) for n in nodes if n["groupName"] == GROUP}
+        assert demo == {(GROUP, name) for name in ASSET_NAMES}
+    finally:
+        report = server.stop()
+    assert not report.survivors, f"processes of {launcher} survived SIGKILL: {report.survivors}"
 
 
 @pytest.fixture(scope="module")
