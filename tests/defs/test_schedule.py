@@ -1,0 +1,49 @@
+"""The daily refresh schedule: which month partitions a tick requests, with which run keys."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import dagster as dg
+import pytest
+
+from rasteret_assets.definitions import build_definitions
+from rasteret_assets.defs.automation import refresh_schedule
+from rasteret_assets.defs.config import SOURCES_ENV, demo_source
+
+
+def requests_at(moment: datetime) -> list[dg.RunRequest]:
+    schedule = refresh_schedule(demo_source())
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=moment)
+        return list(schedule(context))
+
+
+def test_a_tick_requests_the_current_and_the_previous_month() -> None:
+    requests = requests_at(datetime(2024, 3, 15, 3, tzinfo=UTC))
+    assert [r.partition_key for r in requests] == ["2024-02-01", "2024-03-01"]
+    assert [r.run_key for r in requests] == ["2024-02-01@2024-03-15", "2024-03-01@2024-03-15"]
+
+
+def test_the_first_day_of_a_month_already_includes_it() -> None:
+    requests = requests_at(datetime(2024, 5, 1, 3, tzinfo=UTC))
+    assert [r.partition_key for r in requests] == ["2024-04-01", "2024-05-01"]
+
+
+def test_the_start_month_has_no_previous_month_to_refresh() -> None:
+    requests = requests_at(datetime(2024, 1, 20, 3, tzinfo=UTC))
+    assert [r.partition_key for r in requests] == ["2024-01-01"]
+
+
+def test_the_schedule_targets_the_sources_partitioned_job(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(SOURCES_ENV, raising=False)  # the demo source, whatever the shell says
+    defs = build_definitions()
+    schedule = defs.get_schedule_def("demo_daily_refresh")
+    assert schedule.job_name == "demo_monthly"
+    assert schedule.cron_schedule == "0 3 * * *"
+    job = defs.resolve_job_def("demo_monthly")
+    assert job.partitions_def is not None
+    keys = job.partitions_def.get_partition_keys(current_time=datetime(2024, 3, 2, tzinfo=UTC))
+    assert keys == ["2024-01-01", "2024-02-01", "2024-03-01"]
