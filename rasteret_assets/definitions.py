@@ -31,7 +31,8 @@ def build_definitions() -> dg.Definitions:
         elif source.kind == "record_table":
             sensors.append(table_changes_sensor(source))
     return dg.Definitions(
-        assets=assets,
+        # Each asset's page links to the function that defines it.
+        assets=dg.with_source_code_references(assets),
         jobs=jobs,
         schedules=schedules,
         sensors=sensors,
