@@ -23,6 +23,7 @@ from rasteret_assets.defs.resources import (
     StorageResource,
     WorkspaceResource,
 )
+from rasteret_assets.ingest.href_credentials import strip_asset_credentials
 from rasteret_assets.ingest.monthly import (
     asset_urls,
     attach_band_metadata,
@@ -138,14 +139,21 @@ def build_source_assets(source: SourceConfig) -> list[dg.AssetsDefinition]:
             removed = workspace.remove(source.name, "records", *month)
             context.log.info("no records in %s (stale partition removed: %s)", month, removed)
             return dg.MaterializeResult(metadata={"dagster/row_count": 0})
-        normalized = normalize_table(table)
+        normalized, stripped = strip_asset_credentials(normalize_table(table))
+        if stripped:
+            context.log.warning(
+                "%d href(s) carried credentials (userinfo or signing parameters); stored "
+                "without them, reads use the storage resource's credentials",
+                stripped,
+            )
         write_collection(
             normalized,
             workspace.uri(source.name, "records"),
             storage_options=workspace.storage_options or None,
         )
         uri = workspace.uri(source.name, "records", *month, RECORDS_FILE)
-        return dg.MaterializeResult(metadata=_table_metadata(normalized, uri))
+        metadata = _table_metadata(normalized, uri) | {"hrefs_credentials_removed": stripped}
+        return dg.MaterializeResult(metadata=metadata)
 
     @dg.asset(
         key=headers_key,
