@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import uuid
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -16,11 +17,23 @@ import pyarrow.parquet as pq
 from pydantic import Field
 
 from rasteret_assets.collection.store import STAGED_SUFFIX, Store, resolve_filesystem
+from rasteret_assets.defs.config import DEMO_CATALOG
 from rasteret_assets.storage import RetryPolicy, StorageOptions
+from rasteret_assets.storage.policy import ALL_SCHEMES, UrlPolicy
+
+#: The demo source's COGs ship inside the package; reading them is always allowed.
+DEMO_ROOT = DEMO_CATALOG.parent
 
 
 class StorageResource(dg.ConfigurableResource):
-    """Options for every asset URL the engine reads (HTTP, S3, local)."""
+    """Options for every asset URL the engine reads (HTTP, S3, local).
+
+    The URL policy defaults suit a shared platform: any HTTP(S) host or S3 bucket, but local
+    files only under ``allowed_local_roots`` (plus the package's demo catalog), and never
+    link-local or cloud-metadata addresses. A refused URL is a ``forbidden_url`` row in
+    ``cog_headers``. Sources cannot loosen the policy through their ``storage_options``: it
+    belongs to whoever configures the deployment's resources.
+    """
 
     anon: bool | None = Field(default=None, description="S3: unsigned requests (public data)")
     key: str | None = Field(default=None, description="S3 access key id")
@@ -32,6 +45,26 @@ class StorageResource(dg.ConfigurableResource):
     connect_timeout: float = 10.0
     read_timeout: float = 30.0
     url_rewrite_patterns: dict[str, str] = Field(default_factory=dict)
+    allowed_schemes: list[str] = Field(
+        default_factory=lambda: sorted(ALL_SCHEMES),
+        description="URL schemes assets may use: http, https, s3, s3a, file (plain paths)",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="Patterns for HTTP hosts and S3 buckets, e.g. '*.amazonaws.com'",
+    )
+    allowed_local_roots: list[str] = Field(
+        default_factory=list,
+        description="Directories local asset files may lie under (the demo is always allowed)",
+    )
+
+    def url_policy(self) -> UrlPolicy:
+        """The policy every asset URL is checked against, after rewriting and per redirect."""
+        return UrlPolicy(
+            allowed_schemes=frozenset(self.allowed_schemes),
+            allowed_hosts=tuple(self.allowed_hosts),
+            allowed_local_roots=(DEMO_ROOT, *map(Path, self.allowed_local_roots)),
+        )
 
     def options(
         self, max_connections: int, per_host: int, overrides: Mapping[str, Any] | None = None
@@ -51,9 +84,16 @@ class StorageResource(dg.ConfigurableResource):
             "max_connections_per_host": per_host,
         }
         source = dict(overrides or {})
+        if "url_policy" in source:
+            raise ValueError(
+                "a source's storage_options cannot set url_policy: the storage resource's "
+                "allowed_schemes/allowed_hosts/allowed_local_roots apply to every source"
+            )
         rewrites = {**self.url_rewrite_patterns, **source.pop("url_rewrite_patterns", {})}
         settings.update(source)
-        return StorageOptions(**settings, url_rewrite_patterns=rewrites)
+        return StorageOptions(
+            **settings, url_rewrite_patterns=rewrites, url_policy=self.url_policy()
+        )
 
 
 class ConcurrencyResource(dg.ConfigurableResource):
@@ -64,10 +104,18 @@ class ConcurrencyResource(dg.ConfigurableResource):
     max_attempts: int = 5
     base_delay: float = 0.2
     max_delay: float = 10.0
+    url_deadline: float = Field(
+        default=120.0,
+        gt=0,
+        description="Seconds one URL may take in total (attempts, back-off, reads); then timeout",
+    )
 
     def retry(self) -> RetryPolicy:
         return RetryPolicy(
-            max_attempts=self.max_attempts, base_delay=self.base_delay, max_delay=self.max_delay
+            max_attempts=self.max_attempts,
+            base_delay=self.base_delay,
+            max_delay=self.max_delay,
+            url_deadline=self.url_deadline,
         )
 
 

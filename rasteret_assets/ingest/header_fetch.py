@@ -4,7 +4,8 @@ A fixed pool of workers pulls URLs from a shared iterator, so at most ``max_conc
 are in flight and there is no batch barrier: a slow URL holds one worker, not a whole batch.
 Each URL costs one speculative first read plus, only when the parser asks for more, one merged
 follow-up read per round. Failures become outcomes with an error class; nothing is raised for
-a bad asset.
+a bad asset. ``RetryPolicy.url_deadline`` bounds each URL's total time (attempts, back-off and
+rounds together), so a trickling server costs one worker a bounded time, ending as ``timeout``.
 """
 
 from __future__ import annotations
@@ -72,11 +73,13 @@ async def fetch_header(
 ) -> HeaderOutcome:
     """Read and parse one URL's header; every failure ends as an outcome, never an exception."""
     started = time.perf_counter()
+    loop = asyncio.get_running_loop()
+    deadline = None if retry.url_deadline is None else loop.time() + retry.url_deadline
     tally = _Tally()
     etag = size = None
     try:
         first, tries = await retry.call(
-            lambda: read_range_with_info(backend, url, 0, first_read), url=url
+            lambda: read_range_with_info(backend, url, 0, first_read), url=url, deadline=deadline
         )
         tally.attempts += tries
         tally.requests += tries
@@ -86,7 +89,7 @@ async def fetch_header(
         buffer.add(0, first.data)
         if len(first.data) < first_read:
             buffer.mark_end_of_file(len(first.data))
-        header = await _complete(url, backend, buffer, retry, min_read, tally)
+        header = await _complete(url, backend, buffer, retry, min_read, tally, deadline)
     except (StorageError, TiffError) as error:
         # A storage failure cost the tries of the call that gave up; a parse failure none.
         failed_tries = (error.attempts or 1) if isinstance(error, StorageError) else 0
@@ -122,6 +125,7 @@ async def _complete(
     retry: RetryPolicy,
     min_read: int,
     tally: _Tally,
+    deadline: float | None,
 ) -> TiffHeader:
     """Feed the parser the ranges it asks for until it returns a header."""
     for _ in range(MAX_ROUNDS):
@@ -129,7 +133,9 @@ async def _complete(
         if not isinstance(result, NeedBytes):
             return result
         reads = plan_reads(result.ranges, min_read=min_read)
-        chunks, tries = await retry.call(lambda r=reads: backend.get_ranges(url, r), url=url)
+        chunks, tries = await retry.call(
+            lambda r=reads: backend.get_ranges(url, r), url=url, deadline=deadline
+        )
         tally.attempts += tries
         tally.requests += tries * len(reads)
         for (offset, length), data in zip(reads, chunks, strict=True):

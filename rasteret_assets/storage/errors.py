@@ -12,10 +12,14 @@ from typing import Any
 from rasteret_assets.storage.redact import redact_url, scrub_text
 
 #: The vocabulary shared with ``rasteret_assets.tiff`` and the ``cog_headers`` table.
+#: ``forbidden_url`` is our own refusal (:mod:`rasteret_assets.storage.policy`), made before a
+#: request is sent; unlike ``forbidden`` (the server said no) configuration fixes it, not
+#: credentials, so it is permanent.
 ERROR_CLASSES: frozenset[str] = frozenset(
     {
         "not_found",
         "forbidden",
+        "forbidden_url",
         "throttled",
         "server_error",
         "timeout",

@@ -3,6 +3,11 @@
 One ``ClientSession`` (one connection pool) per backend and event loop: COG header reads are
 many tiny requests to few hosts, so connection reuse and a hard cap on open sockets matter
 more than anything else here.
+
+Redirects are followed here rather than by aiohttp so that every hop passes the URL policy
+(a public URL redirecting to the metadata service is refused) and a loop ends after
+``max_redirects`` hops as ``unsupported``: retrying a loop cannot help. The connector's
+resolver refuses names that resolve to metadata/link-local addresses.
 """
 
 from __future__ import annotations
@@ -11,10 +16,13 @@ import asyncio
 import logging
 import os
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
+from yarl import URL
 
 from rasteret_assets.storage.base import ObjectInfo, RangeRead, check_range
 from rasteret_assets.storage.coalesce import read_coalesced
@@ -25,13 +33,16 @@ from rasteret_assets.storage.headers import (
     to_iso_timestamp,
 )
 from rasteret_assets.storage.options import StorageOptions
+from rasteret_assets.storage.policy import UrlPolicy
 from rasteret_assets.storage.redact import redact_url
+from rasteret_assets.storage.resolver import PolicyResolver, classify_resolution_failure
 
 logger = logging.getLogger(__name__)
 
 # Compressed transfer would make byte offsets refer to the encoded stream.
 _BASE_HEADERS = {"Accept-Encoding": "identity"}
 _HEAD_FALLBACK_STATUSES = frozenset({403, 405, 501})
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
 class HttpBackend:
@@ -40,10 +51,16 @@ class HttpBackend:
     The session is created lazily inside the running loop (aiohttp sessions are bound to
     one loop; Dagster assets call ``asyncio.run`` per materialization) and recreated if the
     backend is later used from a different loop.
+
+    ``resolver`` replaces aiohttp's default DNS resolver (e.g. an ``AsyncResolver`` with
+    custom name servers); its answers are still checked against the blocked address ranges.
     """
 
-    def __init__(self, options: StorageOptions | None = None) -> None:
+    def __init__(
+        self, options: StorageOptions | None = None, *, resolver: AbstractResolver | None = None
+    ) -> None:
         self._options = options or StorageOptions()
+        self._inner_resolver = resolver
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -63,6 +80,7 @@ class HttpBackend:
             limit_per_host=opts.max_connections_per_host,
             ttl_dns_cache=opts.dns_cache_ttl,
             keepalive_timeout=opts.keepalive_timeout,
+            resolver=PolicyResolver(self._inner_resolver),
         )
         # No ``total`` and no ``connect``: both include time spent queueing for a pooled
         # connection, which grows with the number of concurrent reads, not with server
@@ -113,7 +131,7 @@ class HttpBackend:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("GET %s bytes=%d-%d", redact_url(url), start, start + length - 1)
         try:
-            async with self._get_session().get(url, headers=headers) as resp:
+            async with self._request("GET", url, headers) as resp:
                 return await self._read_response(resp, url, start, length)
         except StorageError:
             raise
@@ -128,9 +146,7 @@ class HttpBackend:
         """
         logger.debug("HEAD %s", redact_url(url))
         try:
-            async with self._get_session().head(
-                url, headers=_BASE_HEADERS, allow_redirects=True
-            ) as resp:
+            async with self._request("HEAD", url, _BASE_HEADERS) as resp:
                 if resp.status not in _HEAD_FALLBACK_STATUSES:
                     _raise_for_status(resp.status, resp.headers, url)
                     return _info_from_headers(resp.headers, size=resp.content_length)
@@ -140,10 +156,38 @@ class HttpBackend:
             raise _translate(exc, url) from None
         return (await self.get_range_with_info(url, 0, 1)).info
 
+    @asynccontextmanager
+    async def _request(
+        self, method: str, url: str, headers: Mapping[str, str]
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """The final response to ``method url``, each redirect hop checked by the policy."""
+        policy = self._options.url_policy
+        policy.check(url)
+        session = self._get_session()
+        target = url
+        visited = {url}
+        for _ in range(self._options.max_redirects + 1):
+            async with session.request(
+                method, target, headers=headers, allow_redirects=False
+            ) as resp:
+                location = resp.headers.get("Location")
+                if resp.status not in _REDIRECT_STATUSES or not location:
+                    yield resp
+                    return
+                target = _next_hop(url, resp.url, location, policy, visited)
+            logger.debug("%s %s redirected to %s", method, redact_url(url), redact_url(target))
+        raise StorageError(
+            "unsupported",
+            url,
+            f"more than {self._options.max_redirects} redirects (last to {redact_url(target)})",
+        )
+
     async def _read_response(
         self, resp: aiohttp.ClientResponse, url: str, start: int, length: int
     ) -> RangeRead:
         status = resp.status
+        if status in (200, 206):
+            _refuse_content_encoding(resp, url)
         if status == 206:
             return await _read_partial(resp, url, start, length)
         if status == 200:
@@ -159,6 +203,42 @@ class HttpBackend:
         raise StorageError("unsupported", url, f"unexpected HTTP {status}", status=status)
 
 
+def _next_hop(
+    origin: str, current: URL, location: str, policy: UrlPolicy, visited: set[str]
+) -> str:
+    """The absolute URL a redirect points to, refused if the policy or a loop forbids it."""
+    hop = str(current.join(URL(location)))
+    if URL(hop).scheme not in ("http", "https"):
+        raise StorageError(
+            "forbidden_url", origin, f"redirected to a non-HTTP URL {redact_url(hop)}"
+        )
+    reason = policy.violation(hop)
+    if reason is not None:
+        raise StorageError("forbidden_url", origin, f"redirected to {redact_url(hop)} ({reason})")
+    if hop in visited:
+        raise StorageError("unsupported", origin, f"redirect loop back to {redact_url(hop)}")
+    visited.add(hop)
+    return hop
+
+
+def _refuse_content_encoding(resp: aiohttp.ClientResponse, url: str) -> None:
+    """Refuse an encoded body: its bytes are not the object's bytes at the asked offsets.
+
+    We send ``Accept-Encoding: identity``; a server that compresses anyway would otherwise
+    hand the parser gzip bytes as if they were the TIFF.
+    """
+    encoding = resp.headers.get("Content-Encoding", "").strip().lower()
+    if encoding and encoding != "identity":
+        resp.close()
+        raise StorageError(
+            "unsupported",
+            url,
+            f"server sent Content-Encoding {encoding!r} for a byte-range read; "
+            "byte offsets would point into the encoded stream",
+            status=resp.status,
+        )
+
+
 async def _read_partial(
     resp: aiohttp.ClientResponse, url: str, start: int, length: int
 ) -> RangeRead:
@@ -169,6 +249,10 @@ async def _read_partial(
     if cr.start != start:
         raise StorageError(
             "server_error", url, f"asked for bytes from {start}, server sent from {cr.start}"
+        )
+    if cr.total is not None and cr.end >= cr.total:
+        raise StorageError(
+            "server_error", url, f"Content-Range {cr.start}-{cr.end} ends past the size {cr.total}"
         )
     expected = min(cr.end - cr.start + 1, length)
     data = await _read_at_most(resp, expected)
@@ -278,7 +362,21 @@ def _translate(exc: BaseException, url: str) -> StorageError:
         return StorageError("truncated", url, detail)
     if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError | ValueError):
         return StorageError("unsupported", url, detail)
-    if isinstance(exc, aiohttp.TooManyRedirects):
-        return StorageError("unsupported", url, detail)
-    # Resets, refused connections, DNS hiccups, disconnects: the server side, maybe briefly.
+    if isinstance(exc, aiohttp.ClientSSLError):
+        # A handshake that fails now fails on every retry: wrong scheme or port, or a
+        # certificate this machine does not trust.
+        return StorageError(
+            "unsupported", url, f"TLS failed, does the server speak HTTPS on this port? {detail}"
+        )
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        error_class, reason = classify_resolution_failure(exc.host, exc.os_error)
+        return StorageError(error_class, url, reason)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return StorageError(
+            "server_error",
+            url,
+            f"{detail} (a server closing without an answer; an http:// URL aimed at a TLS-only "
+            "port does this too)",
+        )
+    # Resets, refused connections, DNS hiccups: the server side, maybe briefly.
     return StorageError("server_error", url, detail)

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from rasteret_assets.storage.policy import UrlPolicy
+
 
 @dataclass(frozen=True)
 class StorageOptions:
@@ -39,14 +41,20 @@ class StorageOptions:
     ignored_range_cap: int = 16 * 1024 * 1024
     #: Ranges of one object closer than this many bytes are fetched in one request.
     coalesce_gap: int = 64 * 1024
+    #: HTTP redirects followed per request; each hop is checked against ``url_policy``.
+    max_redirects: int = 5
     # Routing
     url_rewrite_patterns: Mapping[str, str] = field(default_factory=dict)
+    #: Where URLs may point, checked after rewriting and on every redirect hop.
+    url_policy: UrlPolicy = field(default_factory=UrlPolicy)
 
     def __post_init__(self) -> None:
         if self.max_connections < 1 or self.max_connections_per_host < 0:
             raise ValueError("max_connections must be >= 1 and max_connections_per_host >= 0")
         if self.connect_timeout <= 0 or self.read_timeout <= 0:
             raise ValueError("timeouts must be positive")
+        if self.max_redirects < 0:
+            raise ValueError("max_redirects must be >= 0")
         # Freeze the mapping too, so the options object is safe to share between tasks.
         object.__setattr__(
             self, "url_rewrite_patterns", MappingProxyType(dict(self.url_rewrite_patterns))

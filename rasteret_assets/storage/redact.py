@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit, urlunsplit
 
-# A URL-looking token inside free text (exception messages from aiohttp/botocore embed them).
-_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>()]+")
+# A URL-looking token inside free text (exception messages from aiohttp/botocore embed them);
+# punctuation right after it ("... http://h:9000: refused") belongs to the sentence.
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>()]+(?<![:;,.])")
 
 
 def redact_url(url: str) -> str:

@@ -27,6 +27,11 @@ T = TypeVar("T")
 class RetryPolicy:
     """Exponential back-off with full jitter that honours ``Retry-After``.
 
+    ``url_deadline`` is the most seconds one URL may take in the header engine, across all
+    attempts, back-off waits and read rounds; ``None`` means no limit. Socket timeouts alone
+    cannot bound that: a server trickling one byte per second never trips a read timeout.
+    The engine turns it into the ``deadline`` of each :meth:`call`.
+
     ``sleep`` and ``random`` are injectable so tests can run the policy on a fake clock.
     """
 
@@ -34,6 +39,7 @@ class RetryPolicy:
     base_delay: float = 0.2
     max_delay: float = 10.0
     jitter: bool = True
+    url_deadline: float | None = 120.0
     sleep: Callable[[float], Awaitable[None]] = field(
         default=asyncio.sleep, repr=False, compare=False
     )
@@ -44,6 +50,8 @@ class RetryPolicy:
             raise ValueError("max_attempts must be >= 1")
         if self.base_delay < 0 or self.max_delay < 0:
             raise ValueError("delays must be >= 0")
+        if self.url_deadline is not None and self.url_deadline <= 0:
+            raise ValueError("url_deadline must be positive (or None for no limit)")
 
     def delay(self, attempt: int, error: StorageError) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based).
@@ -58,22 +66,32 @@ class RetryPolicy:
         ceiling = min(self.max_delay, self.base_delay * 2.0 ** min(attempt - 1, 60))
         return self.random() * ceiling if self.jitter else ceiling
 
-    async def call(self, fn: Callable[[], Awaitable[T]], *, url: str) -> tuple[T, int]:
+    async def call(
+        self, fn: Callable[[], Awaitable[T]], *, url: str, deadline: float | None = None
+    ) -> tuple[T, int]:
         """Run ``fn`` until it succeeds or fails for good; return ``(result, attempts)``.
 
         On final failure the ``StorageError`` is re-raised with ``attempts`` set. Anything
         that is not a ``StorageError`` is a bug, not weather, and propagates immediately.
+
+        ``deadline`` (event-loop time) bounds attempts and waits together: an attempt still
+        running at the deadline ends as ``timeout``, and a back-off that would end past it
+        is skipped, giving up with the last error instead of sleeping to certain failure.
         """
+        loop = asyncio.get_running_loop()
         attempt = 0
         while True:
             attempt += 1
             try:
-                result = await fn()
+                result = await _attempt(fn, url, deadline)
             except StorageError as exc:
                 if not exc.transient or attempt >= self.max_attempts:
                     exc.attempts = attempt
                     raise
                 wait = self.delay(attempt, exc)
+                if deadline is not None and loop.time() + wait >= deadline:
+                    exc.attempts = attempt
+                    raise
                 logger.info(
                     "%s reading %s (attempt %d of %d); retrying in %.2fs",
                     exc.error_class,
@@ -85,3 +103,14 @@ class RetryPolicy:
                 await self.sleep(wait)
             else:
                 return result, attempt
+
+
+async def _attempt(fn: Callable[[], Awaitable[T]], url: str, deadline: float | None) -> T:
+    if deadline is None:
+        return await fn()
+    try:
+        async with asyncio.timeout_at(deadline):
+            return await fn()
+    except TimeoutError:
+        # Only the deadline raises a bare TimeoutError here: backends translate their own.
+        raise StorageError("timeout", url, "per-URL deadline reached") from None

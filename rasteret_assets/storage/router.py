@@ -1,8 +1,9 @@
 """One backend for mixed URLs.
 
 Catalogs mix local paths, public HTTPS and ``s3://`` hrefs (sometimes within one item). The
-router rewrites each URL once, picks the backend by scheme and creates each backend on first
-use from a single :class:`StorageOptions`, so callers configure storage in one place.
+router rewrites each URL once, checks the result against the URL policy, picks the backend by
+scheme and creates each backend on first use from a single :class:`StorageOptions`, so callers
+configure storage in one place.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ class StorageRouter:
     """``StorageBackend`` dispatching by URL scheme after applying ``url_rewrite_patterns``.
 
     Backends may be injected (tests, custom auth); otherwise they are built lazily from
-    ``options``. Errors carry the rewritten URL, which is the one actually requested.
+    ``options``. Errors carry the rewritten URL, which is the one actually requested. The
+    policy is checked on the rewritten URL because that is where bytes would come from: a
+    rewrite may turn a harmless-looking href into a local path or another host.
     """
 
     def __init__(
@@ -60,9 +63,14 @@ class StorageRouter:
         }
 
     def resolve(self, url: str) -> tuple[str, StorageBackend]:
-        """The URL actually requested and the backend that serves it."""
+        """The URL actually requested and the backend that serves it.
+
+        Raises ``StorageError(unsupported)`` for schemes without a backend and
+        ``StorageError(forbidden_url)`` for URLs the policy refuses.
+        """
         target = rewrite_url(url, self.options.url_rewrite_patterns)
         kind = url_kind(target)
+        self.options.url_policy.check(target)
         backend = self._backends.get(kind)
         if backend is None:
             backend = self._backends[kind] = self._factories[kind]()

@@ -19,14 +19,17 @@ import s3fs
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    ConnectionClosedError,
     ConnectTimeoutError,
     CredentialRetrievalError,
+    EndpointConnectionError,
     IncompleteReadError,
     NoCredentialsError,
     ParamValidationError,
     PartialCredentialsError,
     ReadTimeoutError,
     ResponseStreamingError,
+    SSLError,
 )
 
 from rasteret_assets.storage.base import ObjectInfo, RangeRead, check_range
@@ -38,7 +41,9 @@ from rasteret_assets.storage.headers import (
     to_iso_timestamp,
 )
 from rasteret_assets.storage.options import StorageOptions
+from rasteret_assets.storage.policy import refused_host
 from rasteret_assets.storage.redact import redact_url
+from rasteret_assets.storage.resolver import PolicyResolver, classify_resolution_failure
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +121,8 @@ class S3Backend:
                 "connect_timeout": opts.connect_timeout,
                 "read_timeout": opts.read_timeout,
                 "max_pool_connections": opts.max_connections,
+                # Endpoints resolving to metadata addresses are refused like HTTP hosts.
+                "connector_args": {"resolver": PolicyResolver()},
             },
         )
         fs.retries = 1  # s3fs's own retry loop; RetryPolicy decides instead
@@ -131,6 +138,7 @@ class S3Backend:
             self._client = None
         async with self._lock:
             if self._client is None:
+                self._check_endpoint(url)
                 fs = self._make_filesystem()
                 try:
                     self._client = await fs.set_session()
@@ -140,6 +148,18 @@ class S3Backend:
                     ) from None
                 self._fs = fs
         return self._client
+
+    def _check_endpoint(self, url: str) -> None:
+        """Refuse an endpoint on a metadata/link-local address, named or literal.
+
+        Names are also checked when resolved; literal addresses never reach a resolver.
+        """
+        endpoint = self._options.endpoint_url
+        if not endpoint:
+            return
+        reason = refused_host(urlsplit(endpoint).hostname or "")
+        if reason is not None:
+            raise StorageError("forbidden_url", url, f"{reason} (endpoint {endpoint})")
 
     async def close(self) -> None:
         """Close the aiobotocore client and its connection pool."""
@@ -178,11 +198,11 @@ class S3Backend:
             if _is_invalid_range(exc):
                 # Range starts at or past the end of the object: the file ends here.
                 return RangeRead(b"", ObjectInfo(size=_actual_size(exc)))
-            raise _translate(exc, url) from None
+            raise _translate(exc, url, self._endpoint) from None
         except StorageError:
             raise
         except (BotoCoreError, aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise _translate(exc, url) from None
+            raise _translate(exc, url, self._endpoint) from None
 
     async def head(self, url: str) -> ObjectInfo:
         """HEAD the object."""
@@ -192,12 +212,16 @@ class S3Backend:
         try:
             resp = await client.head_object(**self._params(bucket, key))
         except (BotoCoreError, ClientError, aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise _translate(exc, url) from None
+            raise _translate(exc, url, self._endpoint) from None
         return ObjectInfo(
             size=resp.get("ContentLength"),
             etag=resp.get("ETag"),
             last_modified=to_iso_timestamp(resp.get("LastModified")),
         )
+
+    @property
+    def _endpoint(self) -> str:
+        return self._options.endpoint_url or "AWS S3"
 
     def _params(self, bucket: str, key: str) -> dict[str, Any]:
         params: dict[str, Any] = {"Bucket": bucket, "Key": key}
@@ -256,6 +280,21 @@ async def _read_at_most(body: Any, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _dns_failure(exc: BaseException) -> aiohttp.ClientConnectorDNSError | None:
+    """The aiohttp resolution failure behind a botocore error, if that is what it was.
+
+    botocore re-raises connection errors as its own types, leaving aiohttp's in the chain.
+    """
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return None
+        if isinstance(seen, aiohttp.ClientConnectorDNSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def _split(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
     bucket, key = parts.netloc, parts.path.lstrip("/")
@@ -285,8 +324,12 @@ def _actual_size(exc: ClientError) -> int | None:
         return None
 
 
-def _translate(exc: BaseException, url: str) -> StorageError:
-    """Map botocore/aiohttp failures onto error classes (``from None``: texts may hold URLs)."""
+def _translate(exc: BaseException, url: str, endpoint: str) -> StorageError:
+    """Map botocore/aiohttp failures onto error classes (``from None``: texts may hold URLs).
+
+    Connection-level failures name the endpoint: with a custom ``endpoint_url`` they are
+    almost always configuration mistakes (http/https swapped, wrong port, a typo'd host).
+    """
     if isinstance(exc, ClientError):
         code, status, headers = _error_fields(exc)
         message = str((exc.response or {}).get("Error", {}).get("Message", ""))
@@ -304,6 +347,26 @@ def _translate(exc: BaseException, url: str) -> StorageError:
             return StorageError("server_error", url, detail, status=status)
         return StorageError("unsupported", url, detail, status=status)
     detail = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, SSLError | aiohttp.ClientSSLError):
+        # Fails identically on every retry: e.g. https:// to an endpoint that speaks plain HTTP.
+        return StorageError(
+            "unsupported",
+            url,
+            f"TLS failed with endpoint {endpoint} (does it speak HTTPS on this port?) {detail}",
+        )
+    dns = _dns_failure(exc)
+    if dns is not None:
+        error_class, reason = classify_resolution_failure(dns.host, dns.os_error)
+        return StorageError(error_class, url, f"{reason} (endpoint {endpoint})")
+    if isinstance(exc, ConnectionClosedError):
+        return StorageError(
+            "server_error",
+            url,
+            f"{detail} (endpoint {endpoint}; an http:// endpoint_url aimed at a TLS-only port "
+            "is closed like this too)",
+        )
+    if isinstance(exc, EndpointConnectionError):
+        return StorageError("server_error", url, f"{detail} (endpoint {endpoint})")
     if isinstance(exc, ReadTimeoutError | ConnectTimeoutError | TimeoutError):
         return StorageError("timeout", url, detail)
     if isinstance(exc, _CREDENTIAL_ERRORS):

@@ -14,13 +14,19 @@ Usage::
     ...
     server.stats("/a.tif").requests, server.stats("/a.tif").bytes_served
     server.connections_accepted, server.max_open_connections
+
+``RangeServer(ssl_context=self_signed_tls(tmp_dir)[0])`` serves HTTPS instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
+import gzip
+import ipaddress
 import re
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -29,7 +35,11 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
 
-from aiohttp import web
+from aiohttp import ClientConnectionResetError, web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 #: What a :class:`Fault` can do to a request.
 FAULT_KINDS = frozenset(
@@ -45,6 +55,13 @@ FAULT_KINDS = frozenset(
         "html",  # 200 text/html login page, Range ignored
         "ignore_range",  # 200 with the whole object, Range ignored
         "bad_range",  # 206 whose Content-Range starts one byte later than asked
+        "content_range",  # 206 with the right bytes but ``content_range`` as the header
+        "huge_body",  # 200, Range ignored, no Content-Length: the object, then endless filler
+        "trickle",  # 206, the body sent one byte every ``delay`` seconds
+        "redirect",  # 302 to ``location`` (absolute or relative)
+        "redirect_loop",  # 302 back to the same path
+        "gzip",  # 206 with a gzip-compressed body and Content-Encoding: gzip
+        "short_200",  # 200, Range ignored, full Content-Length announced, half sent, then FIN
     }
 )
 
@@ -72,7 +89,10 @@ class Fault:
     kind: str
     times: int | None = None
     retry_after: float | str | None = None
-    delay: float = 2.0  # for "slow"
+    delay: float = 2.0  # "slow": before the first byte; "trickle": between bytes
+    location: str | None = None  # "redirect": the Location header
+    content_range: str | None = None  # "content_range": sent verbatim; None omits the header
+    body_size: int = 1 << 30  # "huge_body": bytes sent in total unless the client hangs up
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -127,13 +147,15 @@ class RangeServer:
     the server thread handles requests.
     """
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", *, ssl_context: ssl.SSLContext | None = None):
         self.host = host
+        self.ssl_context = ssl_context
         self.port: int | None = None
         #: Seconds added before answering every request (simulated network latency).
         self.latency = 0.0
         self._lock = threading.Lock()
         self._blobs: dict[str, _Blob] = {}
+        self._aliases: dict[str, str] = {}
         self._dirs: list[tuple[str, Path]] = []
         self._file_cache: dict[Path, tuple[tuple[int, int], _Blob]] = {}
         self._faults: dict[str, tuple[Fault, int | None]] = {}
@@ -182,7 +204,7 @@ class RangeServer:
         # into the very log records the redaction tests inspect.
         self._server = _CountingServer(self, access_log=None, handler_cancellation=True)
         loop = asyncio.get_running_loop()
-        self._tcp = await loop.create_server(self._server, self.host, 0)
+        self._tcp = await loop.create_server(self._server, self.host, 0, ssl=self.ssl_context)
         self.port = self._tcp.sockets[0].getsockname()[1]
 
     def stop(self) -> None:
@@ -210,7 +232,8 @@ class RangeServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     def url(self, path: str) -> str:
         """Absolute URL of ``path`` on this server."""
@@ -233,6 +256,16 @@ class RangeServer:
         with self._lock:
             self._dirs.append((prefix, Path(directory).resolve()))
         return self.url(prefix)
+
+    def add_alias(self, path: str, target: str) -> str:
+        """Serve the bytes registered at ``target`` at ``path`` too; returns its URL.
+
+        The blob is shared, not copied, so a soak run can serve 100,000 URLs from a few
+        dozen files. Faults and counters stay per path.
+        """
+        with self._lock:
+            self._aliases[_norm(path)] = _norm(target)
+        return self.url(path)
 
     def remove(self, path: str) -> None:
         with self._lock:
@@ -309,7 +342,7 @@ class RangeServer:
 
     def _lookup(self, path: str) -> _Blob | None:
         with self._lock:
-            blob = self._blobs.get(path)
+            blob = self._blobs.get(self._aliases.get(path, path))
             dirs = list(self._dirs)
         if blob is not None:
             return blob
@@ -366,6 +399,10 @@ class RangeServer:
         if kind == "slow":
             assert fault is not None
             await asyncio.sleep(fault.delay)
+        if kind in ("redirect", "redirect_loop"):
+            assert fault is not None
+            location = path if kind == "redirect_loop" else fault.location
+            return web.Response(status=302, headers={"Location": location or path})
         head = request.method == "HEAD"
         if kind == "html" and not head:
             self._count(path, len(HTML_PAGE))
@@ -380,10 +417,18 @@ class RangeServer:
             "Accept-Ranges": "bytes",
             "Content-Type": "image/tiff",
         }
-        wanted = None if kind == "ignore_range" else _parse_range(request.headers.get("Range"))
+        ignores_range = kind in ("ignore_range", "huge_body", "short_200")
+        wanted = None if ignores_range else _parse_range(request.headers.get("Range"))
         if head:
             headers["Content-Length"] = str(size)
             return web.Response(status=200, headers=headers)
+        if kind == "huge_body":
+            assert fault is not None
+            return await self._stream_huge(request, path, headers, blob.data, fault.body_size)
+        if kind == "short_200":
+            return await self._break_midway(
+                request, path, headers, blob.data, reset=False, status=200
+            )
         if wanted is None:
             self._count(path, size)
             return web.Response(status=200, body=blob.data, headers=headers)
@@ -400,6 +445,17 @@ class RangeServer:
         headers["Content-Range"] = f"bytes {first + shift}-{last}/{size}"
         if kind in ("reset", "truncate"):
             return await self._break_midway(request, path, headers, body, reset=kind == "reset")
+        if kind == "trickle":
+            assert fault is not None
+            return await self._trickle(request, path, headers, body, fault.delay)
+        if kind == "content_range":
+            assert fault is not None
+            del headers["Content-Range"]
+            if fault.content_range is not None:
+                headers["Content-Range"] = fault.content_range
+        if kind == "gzip":
+            body = gzip.compress(body)
+            headers["Content-Encoding"] = "gzip"
         self._count(path, len(body))
         return web.Response(status=206, body=body, headers=headers)
 
@@ -436,9 +492,10 @@ class RangeServer:
         body: bytes,
         *,
         reset: bool,
+        status: int = 206,
     ) -> web.StreamResponse:
         """Announce ``body`` in full, send half, then reset or close the connection."""
-        resp = web.StreamResponse(status=206, headers=headers)
+        resp = web.StreamResponse(status=status, headers=headers)
         resp.content_length = len(body)
         await resp.prepare(request)
         half = body[: len(body) // 2]
@@ -458,6 +515,99 @@ class RangeServer:
             # Close cleanly (FIN): the client sees fewer bytes than Content-Length promised.
             transport.close()
         return resp
+
+    async def _stream_huge(
+        self,
+        request: web.BaseRequest,
+        path: str,
+        headers: dict[str, str],
+        data: bytes,
+        total: int,
+    ) -> web.StreamResponse:
+        """A 200 of ``total`` bytes (the object, then zeros), chunked, until the client leaves.
+
+        No Content-Length, so the client cannot size the body up front; bytes are counted as
+        they are written, which shows how far a client let the stream run.
+        """
+        resp = web.StreamResponse(status=200, headers=headers)
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        filler = bytes(64 * 1024)
+        sent = 0
+        try:
+            while sent < total:
+                chunk = data[sent : sent + len(filler)] if sent < len(data) else filler
+                chunk = chunk[: total - sent]
+                await resp.write(chunk)
+                sent += len(chunk)
+                self._count(path, len(chunk))
+            await resp.write_eof()
+        except (ClientConnectionResetError, ConnectionError):
+            pass  # the client hung up: exactly what a bounded reader does
+        return resp
+
+    async def _trickle(
+        self,
+        request: web.BaseRequest,
+        path: str,
+        headers: dict[str, str],
+        body: bytes,
+        interval: float,
+    ) -> web.StreamResponse:
+        """A correct 206 whose body arrives one byte every ``interval`` seconds.
+
+        Each byte resets a socket read timeout, so only a total deadline stops the client.
+        """
+        resp = web.StreamResponse(status=206, headers=headers)
+        resp.content_length = len(body)
+        await resp.prepare(request)
+        try:
+            for index in range(len(body)):
+                await resp.write(body[index : index + 1])
+                self._count(path, 1)
+                await asyncio.sleep(interval)
+            await resp.write_eof()
+        except (ClientConnectionResetError, ConnectionError):
+            pass
+        return resp
+
+
+def self_signed_tls(directory: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server TLS context for 127.0.0.1 with a fresh self-signed certificate.
+
+    Returns the context and the certificate's PEM path (a client that should trust the
+    server loads it as its CA file).
+    """
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path = Path(directory) / "server-cert.pem"
+    key_path = Path(directory) / "server-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_path, key_path)
+    return context, cert_path
 
 
 def _norm(path: str) -> str:

@@ -16,7 +16,9 @@ def test_transient_classes_are_exactly_the_retryable_ones() -> None:
         assert error.transient is (error_class in TRANSIENT_CLASSES)
 
 
-@pytest.mark.parametrize("error_class", ["not_found", "forbidden", "not_tiff", "corrupt"])
+@pytest.mark.parametrize(
+    "error_class", ["not_found", "forbidden", "forbidden_url", "not_tiff", "corrupt"]
+)
 def test_permanent_classes(error_class: str) -> None:
     assert not StorageError(error_class, "s3://b/k").transient
 

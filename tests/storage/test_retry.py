@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -46,7 +48,9 @@ async def test_success_first_time_is_one_attempt() -> None:
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("error_class", ["not_found", "forbidden", "unsupported", "corrupt"])
+@pytest.mark.parametrize(
+    "error_class", ["not_found", "forbidden", "forbidden_url", "unsupported", "corrupt"]
+)
 async def test_permanent_errors_are_tried_exactly_once(error_class: str) -> None:
     clock = FakeClock()
     with pytest.raises(StorageError) as info:
@@ -134,3 +138,50 @@ def test_invalid_configuration() -> None:
         RetryPolicy(max_attempts=0)
     with pytest.raises(ValueError):
         RetryPolicy(base_delay=-1)
+
+
+# -- the per-URL deadline (real event-loop time, short) -------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_an_attempt_running_past_the_deadline_ends_as_timeout() -> None:
+    async def hangs() -> str:
+        await asyncio.sleep(30)
+        return "never"
+
+    loop = asyncio.get_running_loop()
+    started = time.perf_counter()
+    with pytest.raises(StorageError) as info:
+        await RetryPolicy(max_attempts=5).call(hangs, url=URL, deadline=loop.time() + 0.2)
+    assert time.perf_counter() - started < 1.0
+    assert (info.value.error_class, info.value.attempts) == ("timeout", 1)
+    assert "deadline" in info.value.detail
+    assert "SECRET" not in str(info.value)
+
+
+@pytest.mark.asyncio
+async def test_a_backoff_past_the_deadline_gives_up_with_the_last_error() -> None:
+    clock = FakeClock()
+    errors = [StorageError("throttled", URL, retry_after=5.0) for _ in range(3)]
+    loop = asyncio.get_running_loop()
+    with pytest.raises(StorageError) as info:
+        await policy(clock).call(failing(errors), url=URL, deadline=loop.time() + 2.0)
+    assert (info.value.error_class, info.value.attempts) == ("throttled", 1)
+    assert clock.sleeps == []  # no sleeping towards certain failure
+
+
+@pytest.mark.asyncio
+async def test_retries_that_fit_before_the_deadline_still_happen() -> None:
+    clock = FakeClock()
+    errors = [StorageError("server_error", URL) for _ in range(2)]
+    loop = asyncio.get_running_loop()
+    result = await policy(clock, base_delay=0.01).call(
+        failing(errors), url=URL, deadline=loop.time() + 10.0
+    )
+    assert result == ("ok", 3)
+
+
+def test_url_deadline_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="url_deadline"):
+        RetryPolicy(url_deadline=0)
+    assert RetryPolicy(url_deadline=None).url_deadline is None

@@ -1,0 +1,83 @@
+"""The storage resource's URL policy in real Dagster runs: local files outside the allowed roots
+end as ``forbidden_url`` rows (never an aborted run), and configuring a root admits them."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from rasteret_assets.defs.assets import build_source_assets
+from rasteret_assets.defs.config import DEMO_CATALOG, SourceConfig, demo_source
+from rasteret_assets.defs.resources import (
+    ConcurrencyResource,
+    StorageResource,
+    WorkspaceResource,
+)
+
+MONTH = "2024-02-01"
+
+
+@pytest.fixture
+def copied_source(tmp_path: Path) -> SourceConfig:
+    """The demo catalog copied outside the package: same COGs, a root nobody allowed yet."""
+    catalog = tmp_path / "catalog"
+    shutil.copytree(DEMO_CATALOG.parent, catalog)
+    return demo_source().model_copy(
+        update={"name": "copied", "location": str(catalog / "catalog.json")}
+    )
+
+
+def materialize(
+    source: SourceConfig, root: Path, storage: StorageResource
+) -> tuple[dg.ExecuteInProcessResult, pq.ParquetFile]:
+    result = dg.materialize(
+        build_source_assets(source),
+        partition_key=MONTH,
+        resources={
+            "workspace": WorkspaceResource(root=str(root)),
+            "storage": storage,
+            "concurrency": ConcurrencyResource(max_concurrent=4, max_per_host=4),
+        },
+        raise_on_error=False,
+    )
+    # Refused URLs are rows: the header step succeeds whatever the policy refused.
+    assert result.is_node_success(f"{source.name}__cog_headers")
+    headers = root / source.name / "cog_headers" / "year=2024" / "month=2" / "headers.parquet"
+    return result, pq.ParquetFile(headers)
+
+
+def test_local_files_outside_the_allowed_roots_are_forbidden_rows(
+    copied_source: SourceConfig, tmp_path: Path
+) -> None:
+    result, headers_file = materialize(copied_source, tmp_path / "ws", StorageResource())
+    headers = headers_file.read()
+    assert headers.num_rows == 6
+    assert set(headers.column("status").to_pylist()) == {"forbidden_url"}
+    errors = headers.column("error").to_pylist()
+    assert all("outside the allowed local roots" in e for e in errors)
+    coverage = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    assert coverage["header_coverage"] is False  # so the month is not published
+    assert not (tmp_path / "ws" / "copied" / "collection" / "year=2024").exists()
+
+
+def test_an_allowed_root_admits_the_same_files(copied_source: SourceConfig, tmp_path: Path) -> None:
+    storage = StorageResource(allowed_local_roots=[str(tmp_path / "catalog")])
+    result, headers = materialize(copied_source, tmp_path / "ws", storage)
+    assert result.success
+    assert pc.all(pc.equal(headers.read().column("status"), "ok")).as_py()
+
+
+def test_the_demo_source_is_allowed_by_default(tmp_path: Path) -> None:
+    result, headers = materialize(demo_source(), tmp_path / "ws", StorageResource())
+    assert result.success
+    assert set(headers.read().column("status").to_pylist()) == {"ok"}
+
+
+def test_a_source_cannot_loosen_the_policy() -> None:
+    with pytest.raises(ValueError, match="cannot set url_policy"):
+        StorageResource().options(4, 4, {"url_policy": None})
