@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 
 from rasteret_assets.defs.assets import build_source_assets
@@ -17,6 +19,13 @@ from rasteret_assets.defs.resources import (
     StorageResource,
     WorkspaceResource,
 )
+
+LOCAL_ROOTS_ENV = "RASTERET_ASSETS_LOCAL_ROOTS"
+
+
+def _local_roots() -> list[str]:
+    """Directories local asset files may be read from (``os.pathsep``-separated env var)."""
+    return [p for p in os.environ.get(LOCAL_ROOTS_ENV, "").split(os.pathsep) if p]
 
 
 def build_definitions() -> dg.Definitions:
@@ -40,7 +49,7 @@ def build_definitions() -> dg.Definitions:
             "workspace": WorkspaceResource(
                 root=dg.EnvVar("RASTERET_ASSETS_WORKSPACE").get_value("rasteret_workspace")
             ),
-            "storage": StorageResource(),
+            "storage": StorageResource(allowed_local_roots=_local_roots()),
             "concurrency": ConcurrencyResource(),
         },
     )

@@ -3,14 +3,16 @@ and the lineage page's descriptions, owners, kinds and code references."""
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 
 import dagster as dg
 import pytest
 
-from rasteret_assets.definitions import build_definitions
+from rasteret_assets.definitions import LOCAL_ROOTS_ENV, build_definitions
 from rasteret_assets.defs.automation import refresh_schedule
 from rasteret_assets.defs.config import SOURCES_ENV, demo_source
+from rasteret_assets.storage import StorageError
 
 
 def requests_at(moment: datetime) -> list[dg.RunRequest]:
@@ -59,3 +61,15 @@ def test_assets_explain_themselves_in_the_ui(monkeypatch: pytest.MonkeyPatch) ->
         assert "parquet" in spec.kinds
         references = spec.metadata["dagster/code_references"].code_references
         assert any(r.file_path.endswith("defs/assets.py") for r in references)
+
+
+def test_local_roots_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(SOURCES_ENV, raising=False)
+    monkeypatch.setenv(LOCAL_ROOTS_ENV, f"/data/cogs{os.pathsep}/mnt/archive")
+    storage = build_definitions().resources["storage"]
+    assert storage.allowed_local_roots == ["/data/cogs", "/mnt/archive"]
+    policy = storage.url_policy()
+    policy.check("/data/cogs/a.tif")
+    with pytest.raises(StorageError) as refused:
+        policy.check("/etc/passwd")
+    assert refused.value.error_class == "forbidden_url"
