@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rasteret_assets.contract import ASSET_TYPE, ContractError, describe_ids
+from rasteret_assets.ingest.bad_values import example
 
 
 def normalize_assets(values: pa.Array, ids: pa.Array, column: str) -> pa.StructArray:
@@ -45,8 +46,8 @@ def asset_children(values: pa.Array, ids: pa.Array, column: str) -> dict[str, pa
     if pa.types.is_struct(kind):
         return dict(zip([f.name for f in kind], values.flatten(), strict=True))
     raise ContractError(
-        f"column {column!r}: cannot read {kind} as assets; expected a struct or map keyed "
-        "by band, or JSON objects",
+        f"column {column!r}: cannot read {kind} as assets{example(values, ids)}; expected a "
+        "struct or map keyed by band, or JSON objects",
         column=column,
     )
 
@@ -98,7 +99,7 @@ def _asset(child: pa.Array, ids: pa.Array, column: str, band: str) -> pa.StructA
         band_index = pa.array(np.zeros(len(child), np.int64))
     elif pa.types.is_struct(kind) and kind.get_field_index("href") >= 0:
         fields = dict(zip([f.name for f in kind], child.flatten(), strict=True))
-        href = _href(fields["href"], where)
+        href = _href(fields["href"], ids, f"{where}.href")
         _reject(
             ids, pc.and_kleene(child.is_valid(), href.is_null()), where, "an asset without href"
         )
@@ -106,19 +107,22 @@ def _asset(child: pa.Array, ids: pa.Array, column: str, band: str) -> pa.StructA
     else:
         raise ContractError(
             f"column {where!r}: an asset must be an href string or a struct with 'href', "
-            f"got {kind}",
-            column=column,
+            f"got {kind}{example(child, ids)}",
+            column=where,
         )
     return pa.StructArray.from_arrays(
         [href, band_index], fields=list(ASSET_TYPE), mask=href.is_null()
     )
 
 
-def _href(values: pa.Array, where: str) -> pa.Array:
+def _href(values: pa.Array, ids: pa.Array, where: str) -> pa.Array:
     if pa.types.is_dictionary(values.type):
         values = values.dictionary_decode()
     if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
-        raise ContractError(f"column {where!r}: href must be a string, got {values.type}")
+        raise ContractError(
+            f"column {where!r}: href must be a string, got {values.type}{example(values, ids)}",
+            column=where,
+        )
     return values.cast(pa.string())
 
 
@@ -126,7 +130,12 @@ def _band_index(values: pa.Array | None, n: int, ids: pa.Array, where: str) -> p
     if values is None or pa.types.is_null(values.type):
         return pa.array(np.zeros(n, np.int64))
     if not pa.types.is_integer(values.type):
-        raise ContractError(f"column {where!r}: band_index must be an integer, got {values.type}")
+        column = f"{where}.band_index"
+        raise ContractError(
+            f"column {column!r}: band_index must be an integer, got {values.type}"
+            f"{example(values, ids)}",
+            column=column,
+        )
     index = pc.fill_null(values.cast(pa.int64()), 0)
     _reject(ids, pc.less(index, 0), f"{where}.band_index", "a negative band_index")
     return index

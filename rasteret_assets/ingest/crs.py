@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rasteret_assets.contract import CRS, PROJ_EPSG, ContractError
+from rasteret_assets.ingest.bad_values import example
 
 PROJ_CODE = "proj:code"
 PROJ_WKT2 = "proj:wkt2"
@@ -35,8 +36,12 @@ _EPSG_OR_DIGITS = _EPSG_TEXT.replace("(?:EPSG::?", "(?:|EPSG::?")
 _EPSG_WKT = r'(?s)(?:ID|AUTHORITY)\[\s*"EPSG"\s*,\s*"?(?P<code>\d+)"?\s*\]\s*\]\s*$'
 
 
-def raster_crs(columns: Mapping[str, pa.Array], n: int) -> tuple[pa.Array, pa.Array]:
-    """``(proj:epsg int32, crs string)`` from whichever CRS columns ``columns`` has."""
+def raster_crs(columns: Mapping[str, pa.Array], ids: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """``(proj:epsg int32, crs string)`` from whichever CRS columns ``columns`` has.
+
+    ``ids`` name the records in errors (and give the row count).
+    """
+    n = len(ids)
     epsg_candidates: list[pa.Array] = []
     text_candidates: list[pa.Array] = []
     for name in SOURCE_COLUMNS:
@@ -44,9 +49,9 @@ def raster_crs(columns: Mapping[str, pa.Array], n: int) -> tuple[pa.Array, pa.Ar
         if values is None or pa.types.is_null(values.type):
             continue
         if name == PROJ_EPSG and not _is_text(values.type):
-            epsg_candidates.append(_integer_codes(values, name))
+            epsg_candidates.append(_integer_codes(values, ids, name))
             continue
-        text = _as_text(values, name)
+        text = _as_text(values, ids, name)
         if name == PROJ_PROJJSON:
             epsg_candidates.append(_projjson_codes(text))
         else:
@@ -65,21 +70,30 @@ def _is_text(kind: pa.DataType) -> bool:
     return pa.types.is_string(kind) or pa.types.is_large_string(kind)
 
 
-def _integer_codes(values: pa.Array, name: str) -> pa.Array:
+def _integer_codes(values: pa.Array, ids: pa.Array, name: str) -> pa.Array:
     """Integer (or integral float, as pandas writes them) EPSG codes → int32."""
     if pa.types.is_dictionary(values.type):
         values = values.dictionary_decode()
     if not (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)):
         raise ContractError(
-            f"column {name!r}: expected integer EPSG codes, got {values.type}", column=name
+            f"column {name!r}: expected integer EPSG codes, got {values.type}"
+            f"{example(values, ids)}",
+            column=name,
         )
     try:
         return values.cast(pa.int32())
     except pa.ArrowInvalid as exc:
-        raise ContractError(f"column {name!r}: not an integer EPSG code ({exc})") from exc
+        if pa.types.is_floating(values.type):
+            bad = pc.not_equal(values, pc.floor(values))
+        else:
+            bad = pc.not_equal(values, values.cast(pa.int32(), safe=False).cast(values.type))
+        raise ContractError(
+            f"column {name!r}: not an integer EPSG code{example(values, ids, bad)} ({exc})",
+            column=name,
+        ) from exc
 
 
-def _as_text(values: pa.Array, name: str) -> pa.Array:
+def _as_text(values: pa.Array, ids: pa.Array, name: str) -> pa.Array:
     """The column as strings; a PROJJSON struct is serialised (rare, so row by row)."""
     if pa.types.is_dictionary(values.type):
         values = values.dictionary_decode()
@@ -91,7 +105,9 @@ def _as_text(values: pa.Array, name: str) -> pa.Array:
         return pa.array(
             [None if v is None else json.dumps(v) for v in values.to_pylist()], pa.string()
         )
-    raise ContractError(f"column {name!r}: cannot read {values.type} as a CRS", column=name)
+    raise ContractError(
+        f"column {name!r}: cannot read {values.type} as a CRS{example(values, ids)}", column=name
+    )
 
 
 def _extract_code(text: pa.Array, pattern: str) -> pa.Array:

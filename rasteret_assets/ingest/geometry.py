@@ -25,8 +25,11 @@ import pyarrow as pa
 import shapely
 
 from rasteret_assets.contract import BBOX_TYPE, SCENE_BBOX_TYPE, ContractError, describe_ids
+from rasteret_assets.ingest.bad_values import example
 
 _LINEAR_TYPES = (1, 2)  # LineString, LinearRing
+#: Text geometries are GeoJSON; WKT or hex WKB in a string column is a common mistake.
+_STRING_HINT = "; text is read as GeoJSON, so store WKT or hex WKB as WKB (binary) instead"
 _POLYGON_TYPE = 3
 
 
@@ -42,15 +45,18 @@ def geometries_from_column(values: pa.Array, ids: pa.Array, column: str) -> np.n
         return geometries_from_column(values.storage, ids, column)
     if pa.types.is_dictionary(kind):
         return geometries_from_column(values.dictionary_decode(), ids, column)
-    raw = _raw_values(values, column)
+    raw = _raw_values(values, ids, column)
     _reject(ids, values.is_null().to_numpy(zero_copy_only=False), column, "null geometry")
+    hint = ""
     if pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_binary_view(kind):
         geoms = shapely.from_wkb(raw, on_invalid="ignore")
         cause = "invalid WKB"
     else:
         geoms = shapely.from_geojson(raw, on_invalid="ignore")
         cause = "invalid GeoJSON"
-    _reject(ids, shapely.is_missing(geoms), column, cause)
+        if not (pa.types.is_struct(kind) or pa.types.is_map(kind)):
+            hint = _STRING_HINT
+    _reject(ids, shapely.is_missing(geoms), column, cause, hint)
     _reject(ids, shapely.is_empty(geoms), column, "empty geometry")
     bounds = shapely.bounds(geoms)
     outside = (
@@ -60,7 +66,7 @@ def geometries_from_column(values: pa.Array, ids: pa.Array, column: str) -> np.n
     return geoms
 
 
-def _raw_values(values: pa.Array, column: str) -> np.ndarray:
+def _raw_values(values: pa.Array, ids: pa.Array, column: str) -> np.ndarray:
     """A numpy object array shapely can decode in one vectorised call."""
     kind = values.type
     if pa.types.is_binary_view(kind) or pa.types.is_large_binary(kind):
@@ -77,17 +83,17 @@ def _raw_values(values: pa.Array, column: str) -> np.ndarray:
             [None if v is None else json.dumps(v) for v in values.to_pylist()], dtype=object
         )
     raise ContractError(
-        f"column {column!r}: cannot read {kind} as a geometry; expected WKB (binary), "
-        "GeoJSON strings or GeoJSON objects",
+        f"column {column!r}: cannot read {kind} as a geometry{example(values, ids)}; expected "
+        "WKB (binary), GeoJSON strings or GeoJSON objects",
         column=column,
     )
 
 
-def _reject(ids: pa.Array, bad: np.ndarray, column: str, cause: str) -> None:
+def _reject(ids: pa.Array, bad: np.ndarray, column: str, cause: str, hint: str = "") -> None:
     if bad.any():
         names = [str(i) for i in np.asarray(ids.to_pylist(), dtype=object)[bad][:5]]
         raise ContractError(
-            f"column {column!r}: {cause} in {describe_ids(names, int(bad.sum()))}",
+            f"column {column!r}: {cause} in {describe_ids(names, int(bad.sum()))}{hint}",
             column=column,
             ids=names,
         )

@@ -39,7 +39,9 @@ async def scan_stac_month(
     """Records of items acquired in ``[start, end)``; ``None`` when the month has none.
 
     STAC date ranges are inclusive, so the search asks for ``end - 1 µs`` and a last filter
-    keeps exactly the month's items even if the server rounds.
+    keeps exactly the month's items even if the server rounds. Bad items raise or are counted
+    by the rules of :mod:`.stac_items`; afterwards ``builder.item_counts.as_metadata()``
+    holds the counts (repeats dropped, records without band assets) for the asset metadata.
     """
     batches = [
         batch

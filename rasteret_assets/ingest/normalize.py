@@ -54,6 +54,7 @@ from rasteret_assets.contract import (
     require_unique_ids,
 )
 from rasteret_assets.ingest.assets import normalize_assets
+from rasteret_assets.ingest.bad_values import example
 from rasteret_assets.ingest.crs import SOURCE_COLUMNS as CRS_SOURCE_COLUMNS
 from rasteret_assets.ingest.crs import raster_crs
 from rasteret_assets.ingest.geometry import (
@@ -98,7 +99,7 @@ def normalize_table(table: pa.Table) -> pa.Table:
     when = acquisition_times(columns, ids)
     geoms = geometries_from_column(columns[GEOMETRY], ids, GEOMETRY)
     bounds = footprint_bounds(geoms)
-    epsg, crs = raster_crs(columns, table.num_rows)
+    epsg, crs = raster_crs(columns, ids)
     derived = {
         ID: ids,
         DATETIME: when,
@@ -133,14 +134,19 @@ def _require_distinct_names(schema: pa.Schema) -> None:
 
 
 def record_ids(values: pa.Array) -> pa.Array:
-    """Ids as strings; raises :class:`ContractError` for unusable types and null ids."""
+    """Ids as strings; raises :class:`ContractError` for unusable types and null ids.
+
+    Rows are named 0-based within ``values``.
+    """
     if pa.types.is_dictionary(values.type):
         values = values.dictionary_decode()
     try:
         ids = values.cast(pa.string())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise ContractError(
-            f"column {ID!r}: cannot use {values.type} as ids ({exc})", column=ID
+            f"column {ID!r}: cannot use {values.type} as ids{example(values, None)}; ids must "
+            "be strings (or integers)",
+            column=ID,
         ) from exc
     if ids.null_count:
         rows = np.flatnonzero(ids.is_null().to_numpy(zero_copy_only=False))

@@ -51,6 +51,7 @@ from rasteret_assets.contract import (
     ContractError,
     MissingColumnsError,
 )
+from rasteret_assets.ingest.assets import normalize_assets
 from rasteret_assets.ingest.base import CollectionBuilder, run_sync
 from rasteret_assets.ingest.normalize import (
     START_DATETIME,
@@ -317,6 +318,8 @@ class RecordTableBuilder(CollectionBuilder):
             raw = preparer.raw_assets(table, ids)
             seen_bands.update(dict.fromkeys(raw))
             if survey_rasters:
+                # Malformed assets (an href list) must fail as such, not look like non-rasters.
+                normalize_assets(table.column(ASSETS).combine_chunks(), ids, ASSETS)
                 masks = preparer.raster_masks(table, ids, list(raw))
                 raster_bands.update({b: None for b, m in masks.items() if m.any()})
 

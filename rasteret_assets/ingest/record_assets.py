@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rasteret_assets.contract import ASSET_TYPE, ContractError, describe_ids
+from rasteret_assets.ingest.bad_values import example
 
 _MAX_BINARY = int(np.iinfo(np.int32).max)
 
@@ -36,7 +37,7 @@ def assets_from_hrefs(
     A record without an href would have no asset at all; it is rejected by id rather than
     written as a record nobody can read.
     """
-    hrefs = _strings(values, column)
+    hrefs = _strings(values, column, ids)
     missing = pc.fill_null(hrefs.is_null(), True)
     empty = pc.fill_null(pc.equal(hrefs, ""), False)
     bad = pc.or_(missing, empty)
@@ -153,7 +154,7 @@ def _assemble(bands: dict[str, pa.Array], like: pa.StructArray) -> pa.StructArra
     )
 
 
-def _strings(values: pa.Array, column: str) -> pa.Array:
+def _strings(values: pa.Array, column: str, ids: pa.Array | None = None) -> pa.Array:
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     if pa.types.is_dictionary(values.type):
@@ -162,5 +163,8 @@ def _strings(values: pa.Array, column: str) -> pa.Array:
     if not (
         pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
     ):
-        raise ContractError(f"column {column!r}: hrefs must be strings, got {kind}", column=column)
+        shown = example(values, ids) if ids is not None else ""
+        raise ContractError(
+            f"column {column!r}: hrefs must be strings, got {kind}{shown}", column=column
+        )
     return values.cast(pa.string())

@@ -6,6 +6,13 @@ search, so retries live here, per request, using the project's one
 :class:`~rasteret_assets.storage.RetryPolicy` (transient classes back off with jitter and
 honour ``Retry-After``). Permanent answers (400 for a filter the server rejects, 404 for a
 missing child catalog) raise :class:`StacApiError` at once, with the server's own message.
+
+A body that is not JSON (cut off, an HTML error page, invalid UTF-8, nested past the
+parser's recursion limit) is a :class:`StacApiError` too, not retried: the server answered,
+just badly. Every body is read against ``max_response_bytes`` (32 MiB by default, about ten
+times a page of 100 Earth Search or Planetary Computer Sentinel-2/Landsat items, which weigh
+25-37 KB each), so a runaway page costs at most that much memory and raises
+:class:`ResponseTooLargeError` instead of exhausting the worker.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ logger = logging.getLogger(__name__)
 #: hung connection is noticed and retried.
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_RETRY = RetryPolicy(max_attempts=5, base_delay=0.5, max_delay=30.0)
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+_READ_CHUNK = 64 * 1024
 _DETAIL_CHARS = 400
 _HEADERS = {"Accept": "application/geo+json, application/json"}
 
@@ -46,11 +55,16 @@ class StacApiError(RuntimeError):
         super().__init__(scrub_text(message))
 
 
+class ResponseTooLargeError(StacApiError):
+    """A response body exceeded the client's ``max_response_bytes``; reading stopped there."""
+
+
 class JsonClient:
     """An aiohttp session that fetches JSON documents with per-request retries.
 
     Use as ``async with JsonClient() as client``; the session belongs to the running loop.
-    ``request_count`` counts every HTTP request sent, retries included.
+    ``request_count`` counts every HTTP request sent, retries included; no body larger than
+    ``max_response_bytes`` is ever held.
     """
 
     def __init__(
@@ -59,9 +73,13 @@ class JsonClient:
         retry: RetryPolicy | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         headers: Mapping[str, str] | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
+        if max_response_bytes < 1:
+            raise ValueError(f"max_response_bytes must be >= 1, got {max_response_bytes}")
         self.retry = retry or DEFAULT_RETRY
         self.timeout = timeout
+        self.max_response_bytes = max_response_bytes
         self.headers = {**_HEADERS, **(headers or {})}
         self.request_count = 0
         self._session: aiohttp.ClientSession | None = None
@@ -107,7 +125,7 @@ class JsonClient:
                 async with session.request(
                     method, url, json=body, headers=dict(headers or {})
                 ) as resp:
-                    raw = await resp.read()
+                    raw = await self._read_bounded(resp, method, url)
                     _raise_for_status(resp.status, resp.headers, raw, method, url)
                     status = resp.status
             except (StorageError, StacApiError):
@@ -121,15 +139,7 @@ class JsonClient:
                 raise StorageError(
                     "server_error", url, f"{method}: {type(exc).__name__}: {exc}"
                 ) from None
-            try:
-                return json.loads(raw)
-            except ValueError:
-                raise StacApiError(
-                    f"{method} {redact_url(url)} answered {status} with a body that is not "
-                    f"JSON: {_snippet(raw)!r}",
-                    url=url,
-                    status=status,
-                ) from None
+            return _decode(raw, method, url, status)
 
         try:
             document, _ = await self.retry.call(attempt, url=url)
@@ -141,6 +151,44 @@ class JsonClient:
                 attempts=exc.attempts or 1,
             ) from exc
         return document
+
+    async def _read_bounded(self, resp: aiohttp.ClientResponse, method: str, url: str) -> bytes:
+        """The body, or :class:`ResponseTooLargeError` as soon as it passes the limit
+        (before reading anything when ``Content-Length`` already says so)."""
+        limit = self.max_response_bytes
+        announced = resp.content_length
+        if announced is not None and announced > limit:
+            raise _too_large(method, url, resp.status, limit, f"announces {announced} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(_READ_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(method, url, resp.status, limit, "kept sending")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _too_large(method: str, url: str, status: int, limit: int, what: str) -> StacApiError:
+    return ResponseTooLargeError(
+        f"{method} {redact_url(url)} {what}: the response is larger than {limit} bytes "
+        "(max_response_bytes); a smaller page_size, or a larger max_response_bytes if the "
+        "catalog's documents really are this big",
+        url=url,
+        status=status,
+    )
+
+
+def _decode(raw: bytes, method: str, url: str, status: int) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        problem = f"a body that is not JSON: {_snippet(raw)!r}"
+    except RecursionError:
+        problem = "JSON nested too deeply to decode"
+    raise StacApiError(
+        f"{method} {redact_url(url)} answered {status} with {problem}", url=url, status=status
+    )
 
 
 def _raise_for_status(

@@ -15,6 +15,11 @@ The pipeline, each step in its own module:
 
 Registered data sources (:mod:`rasteret_assets.sources`) supply the band map, collection id,
 API URL and cloud settings; explicit arguments override them.
+
+Bad items follow the rules of :mod:`.stac_items` (typed errors, or skips that are counted);
+this module adds where each item came from — ``search page N (URL)`` or the static
+document — to a :class:`~.stac_items.StacItemError`, keeps the counts of the last scan in
+:attr:`StacCollectionBuilder.item_counts` and logs them once per scan.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +44,8 @@ from rasteret_assets.ingest.enrich import (
     enrich_table,
 )
 from rasteret_assets.ingest.normalize import build_collection_from_table
-from rasteret_assets.ingest.stac_http import JsonClient
-from rasteret_assets.ingest.stac_items import StacItemConverter
+from rasteret_assets.ingest.stac_http import DEFAULT_MAX_RESPONSE_BYTES, JsonClient
+from rasteret_assets.ingest.stac_items import ItemCounts, StacItemConverter, StacItemError
 from rasteret_assets.ingest.stac_search import (
     DEFAULT_PAGE_SIZE,
     iter_search_pages,
@@ -49,10 +55,16 @@ from rasteret_assets.ingest.stac_search import (
 from rasteret_assets.ingest.static_catalog import (
     DEFAULT_CONCURRENCY,
     ItemFilter,
-    walk_static_catalog,
+    walk_static_items,
 )
 from rasteret_assets.sources import CloudConfig, UnknownDataSourceError, find_source, list_sources
-from rasteret_assets.storage import RetryPolicy, StorageBackend, StorageOptions, StorageRouter
+from rasteret_assets.storage import (
+    RetryPolicy,
+    StorageBackend,
+    StorageOptions,
+    StorageRouter,
+    redact_url,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +73,30 @@ DateRange = tuple[Any, Any]
 
 #: Static-catalog items are converted in pages of this size (the API's page size is ``limit``).
 _STATIC_PAGE = 500
+
+
+@dataclass(frozen=True)
+class _ItemPage:
+    """Items to convert, and where they came from: one label for an API page, or one
+    document per item for a static catalog."""
+
+    items: list[dict[str, Any]]
+    source: str | list[str]
+
+    def locate(self, error: StacItemError) -> None:
+        """Set ``error.source`` to the page or document of the item it names."""
+        if isinstance(self.source, str):
+            error.source = self.source
+            return
+        index = None
+        if error.position is not None:
+            index = error.position - 1
+        elif error.item_id is not None:
+            index = next(
+                (n for n, item in enumerate(self.items) if item.get("id") == error.item_id), None
+            )
+        if index is not None:
+            error.source = self.source[index]
 
 
 class NoItemsError(ValueError):
@@ -91,8 +127,11 @@ class StacCollectionBuilder(CollectionBuilder):
 
     Keyword-only extras: ``page_size`` (API ``limit``), ``retry`` (one policy for search
     pages, catalog documents and header reads), ``require_conformance`` (refuse ``query``/
-    ``filter`` on APIs that do not advertise them), ``catalog_concurrency`` (static walk).
-    After a build, :attr:`enrichment` holds the enriched table's outcomes (``cog_headers``).
+    ``filter`` on APIs that do not advertise them), ``catalog_concurrency`` (static walk),
+    ``max_response_bytes`` (largest search page or catalog document read; 32 MiB).
+    After a build, :attr:`enrichment` holds the enriched table's outcomes (``cog_headers``);
+    after any scan, :attr:`item_counts` counts the items read, the repeats dropped and the
+    records without any band asset.
     """
 
     def __init__(
@@ -113,6 +152,7 @@ class StacCollectionBuilder(CollectionBuilder):
         retry: RetryPolicy | None = None,
         require_conformance: bool = True,
         catalog_concurrency: int = DEFAULT_CONCURRENCY,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         super().__init__(name=name or "", data_source=data_source, workspace_dir=workspace_dir)
         source = find_source(data_source) if data_source else None
@@ -139,8 +179,12 @@ class StacCollectionBuilder(CollectionBuilder):
         self.retry = retry
         self.require_conformance = require_conformance
         self.catalog_concurrency = catalog_concurrency
+        if max_response_bytes < 1:
+            raise ValueError(f"max_response_bytes must be >= 1, got {max_response_bytes}")
+        self.max_response_bytes = max_response_bytes
         self._backend = backend
         self.enrichment: EnrichmentResult | None = None
+        self.item_counts: ItemCounts | None = None
 
     @property
     def band_map(self) -> dict[str, str]:
@@ -217,12 +261,6 @@ class StacCollectionBuilder(CollectionBuilder):
                 f"intersects={'yes' if intersects is not None else None})"
             )
         self.bands.check_against(converter.asset_keys, converter.items_seen)
-        logger.info(
-            "%d records from %s (%d repeated items dropped)",
-            converter.items_seen,
-            self.stac_api,
-            converter.duplicates_dropped,
-        )
         return pa.Table.from_batches(batches, schema=converter.schema)
 
     async def iter_record_batches(
@@ -239,14 +277,18 @@ class StacCollectionBuilder(CollectionBuilder):
         """Stream record batches (one per API page) without enrichment or band checks.
 
         For callers that write records as they come (a Dagster ``records`` asset); pass a
-        ``converter`` to read its asset-key counts afterwards.
+        ``converter`` to read its asset-key counts afterwards. :attr:`item_counts` is this
+        scan's counts from the first page on; a summary is logged when the scan ends.
         """
         if query and "max_items" in query:
             # rasteret 0.4 smuggled max_items through query=; sent to an API it would be a
             # filter on a property called "max_items".
             raise ValueError("max_items is not a STAC query term: pass max_items=N instead")
         converter = converter or self._converter()
-        async with JsonClient(retry=self.retry) as client:
+        self.item_counts = converter.counts
+        async with JsonClient(
+            retry=self.retry, max_response_bytes=self.max_response_bytes
+        ) as client:
             if self.static_catalog:
                 if query or filter:
                     raise ValueError(
@@ -258,8 +300,20 @@ class StacCollectionBuilder(CollectionBuilder):
                 pages = self._api_pages(
                     client, bbox, date_range, query, filter, intersects, max_items
                 )
-            async for items in pages:
-                yield converter.to_record_batch(items)
+            async for page in pages:
+                try:
+                    batch = converter.to_record_batch(page.items)
+                except StacItemError as exc:
+                    page.locate(exc)
+                    raise
+                yield batch
+        counts = converter.counts
+        logger.log(
+            logging.WARNING if counts.noteworthy else logging.INFO,
+            "%s: %s",
+            redact_url(self.stac_api),
+            counts.describe(),
+        )
 
     def _description(self) -> str:
         kind = "static STAC catalog" if self.static_catalog else "STAC API"
@@ -277,7 +331,7 @@ class StacCollectionBuilder(CollectionBuilder):
         filter: dict[str, Any] | str | None,
         intersects: Any | None,
         max_items: int | None,
-    ) -> AsyncIterator[list[dict[str, Any]]]:
+    ) -> AsyncIterator[_ItemPage]:
         api = await open_api(client, self.stac_api)
         parameters = search_parameters(
             api,
@@ -294,7 +348,7 @@ class StacCollectionBuilder(CollectionBuilder):
             logger.info(
                 "search page %d: %d items (%s matched)", page.number, len(page.items), page.matched
             )
-            yield page.items
+            yield _ItemPage(page.items, f"search page {page.number} at {redact_url(page.url)}")
 
     async def _static_pages(
         self,
@@ -303,27 +357,29 @@ class StacCollectionBuilder(CollectionBuilder):
         date_range: DateRange | None,
         intersects: Any | None,
         max_items: int | None,
-    ) -> AsyncIterator[list[dict[str, Any]]]:
+    ) -> AsyncIterator[_ItemPage]:
         item_filter = ItemFilter.build(
             bbox=bbox,
             intersects=intersects,
             date_range=date_range,
             collections=[self.stac_collection] if self.stac_collection else None,
         )
-        page: list[dict[str, Any]] = []
-        async for item in walk_static_catalog(
+        items: list[dict[str, Any]] = []
+        documents: list[str] = []
+        async for item, document in walk_static_items(
             self.stac_api,
             client,
             item_filter=item_filter,
             concurrency=self.catalog_concurrency,
             max_items=max_items,
         ):
-            page.append(item)
-            if len(page) >= _STATIC_PAGE:
-                yield page
-                page = []
-        if page:
-            yield page
+            items.append(item)
+            documents.append(document)
+            if len(items) >= _STATIC_PAGE:
+                yield _ItemPage(items, documents)
+                items, documents = [], []
+        if items:
+            yield _ItemPage(items, documents)
 
     # -- enrichment ----------------------------------------------------------------------
 

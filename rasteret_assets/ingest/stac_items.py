@@ -26,8 +26,24 @@ Other rules:
 * CRS columns (``proj:epsg``, ``proj:code``, ``proj:wkt2``, ``proj:projjson``) come from the
   item properties, or — when an item only declares them per asset — from the first mapped
   band asset that has them.
-* Repeated ids (an item seen on two pages because the catalog changed while paging) are
-  dropped after the first, and counted.
+
+What happens to bad items (the README's "What happens to bad records" summarises it):
+
+* **errors** — :class:`StacItemError`, naming the item id (or, without one, its position on
+  the page), the field and, once the builder adds it, the page or document it came from:
+  an item that is not an object or has no string id; ``properties`` or ``assets`` that are
+  not objects; a missing, null, undecodable or empty ``geometry``; a ``datetime`` that is
+  missing or null without a ``start_datetime``, or is not an RFC 3339 string; a mapped asset
+  without an href string; a declared property of the wrong type. A broken item means a
+  broken catalog, and dropping it would leave a hole nobody sees.
+* **skipped and counted** (:class:`ItemCounts`, logged once per scan with examples): an id
+  already seen on an earlier page, because the catalog changed while paging; the first copy
+  is kept (``duplicates_dropped``).
+* **kept and counted**: an item with none of the band map's assets (no ``assets``, an empty
+  one, or only other keys — label items beside imagery in one catalog, Sentinel-1 scenes in
+  a mixed search) is a record whose band assets are all null (``without_band_assets``). It
+  is part of the catalog, so it is not dropped; it has no header to read, so its
+  ``{band}_metadata`` stays null, where the header-coverage check sees it.
 """
 
 from __future__ import annotations
@@ -36,7 +52,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -54,6 +70,7 @@ from rasteret_assets.contract import (
     PROJ_EPSG,
     ContractError,
 )
+from rasteret_assets.ingest.bad_values import shorten
 from rasteret_assets.ingest.band_map import BandMap
 from rasteret_assets.ingest.timestamps import normalize_datetime
 from rasteret_assets.storage import rewrite_url
@@ -67,14 +84,85 @@ PROPERTIES_JSON = "properties_json"
 _INT32_RANGE = (-(2**31), 2**31 - 1)
 
 
-class StacItemError(ValueError):
-    """One item cannot become a record; names the item id and the offending field."""
+#: Items named per rule in a log line; beyond these only the counts grow.
+_SHOWN_SKIPS = 5
 
-    def __init__(self, message: str, *, item_id: str | None, field: str) -> None:
-        where = f"item {item_id!r}" if item_id is not None else "an item without id"
-        super().__init__(f"{where}, field {field!r}: {message}")
+
+class StacItemError(ValueError):
+    """One item cannot become a record; names the item id and the offending field.
+
+    ``position`` (1-based, on its page) names an item that has no usable id; ``source`` is
+    the page or document it came from, set by whoever knows it (redacted URLs only).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        item_id: str | None,
+        field: str,
+        position: int | None = None,
+        source: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.reason = message
         self.item_id = item_id
         self.field = field
+        self.position = position
+        self.source = source
+
+    def __str__(self) -> str:
+        if self.item_id is not None:
+            where = f"item {self.item_id!r}"
+        elif self.position is not None:
+            where = f"item {self.position} of {self.source or 'its page'}"
+        else:
+            where = "an item without id"
+        origin = f" (from {self.source})" if self.source and self.item_id is not None else ""
+        return f"{where}, field {self.field!r}{origin}: {self.reason}"
+
+
+@dataclass
+class ItemCounts:
+    """What a scan's items became, by the rules of the module docstring."""
+
+    #: Distinct items read (by id): one record each.
+    items_read: int = 0
+    duplicates_dropped: int = 0
+    #: Records among ``items_read`` with none of the band assets (all null).
+    without_band_assets: int = 0
+    #: Ids of the first few items of each kind, for log lines.
+    duplicate_examples: list[str] = field(default_factory=list)
+    without_band_assets_examples: list[str] = field(default_factory=list)
+
+    @property
+    def noteworthy(self) -> bool:
+        """Whether a rule applied at all (worth a warning rather than an info line)."""
+        return bool(self.duplicates_dropped or self.without_band_assets)
+
+    def as_metadata(self) -> dict[str, int]:
+        """Flat counts for asset metadata."""
+        return {
+            "items_read": self.items_read,
+            "duplicate_items_dropped": self.duplicates_dropped,
+            "items_without_band_assets": self.without_band_assets,
+        }
+
+    def describe(self) -> str:
+        """One log line's worth: the counts and, where a rule applied, some of the ids."""
+        text = f"{self.items_read} items read"
+        if self.duplicates_dropped:
+            text += (
+                f"; {self.duplicates_dropped} repeated item(s) dropped, the first copy kept "
+                f"(e.g. {', '.join(map(repr, self.duplicate_examples))})"
+            )
+        if self.without_band_assets:
+            text += (
+                f"; {self.without_band_assets} item(s) without any of the band assets kept "
+                "with null assets (no header to read; e.g. "
+                f"{', '.join(map(repr, self.without_band_assets_examples))})"
+            )
+        return text
 
 
 @dataclass(frozen=True)
@@ -153,13 +241,23 @@ class StacItemConverter:
         self.schema = record_schema(band_map.codes, self.properties)
         #: Per asset key, how many items had it.
         self.asset_keys: Counter[str] = Counter()
-        self.items_seen = 0
-        self.duplicates_dropped = 0
+        self.counts = ItemCounts()
         self._ids: set[str] = set()
+        self._band_keys = frozenset(band_map.bands.values())
+
+    @property
+    def items_seen(self) -> int:
+        """Distinct items read so far: the records made."""
+        return self.counts.items_read
+
+    @property
+    def duplicates_dropped(self) -> int:
+        return self.counts.duplicates_dropped
 
     def to_record_batch(self, items: Iterable[Mapping[str, Any]]) -> pa.RecordBatch:
         """One record batch for one page; raises :class:`StacItemError` for a bad item."""
-        page = [item for item in (self._check_item(i) for i in items) if item is not None]
+        checked = (self._check_item(item, n) for n, item in enumerate(items, start=1))
+        page = [item for item in checked if item is not None]
         if not page:
             return pa.RecordBatch.from_pylist([], schema=self.schema)
         ids = [item["id"] for item in page]
@@ -193,29 +291,49 @@ class StacItemConverter:
 
     # -- per item ------------------------------------------------------------------------
 
-    def _check_item(self, item: Any) -> Mapping[str, Any] | None:
-        """The item if it is new, ``None`` for a repeat; errors for a malformed one."""
+    def _check_item(self, item: Any, position: int) -> Mapping[str, Any] | None:
+        """The item if it becomes a record, ``None`` for a repeat; errors otherwise."""
         if not isinstance(item, Mapping):
             raise StacItemError(
-                f"expected a JSON object, got {type(item).__name__}", item_id=None, field="item"
+                f"expected a JSON object, got {type(item).__name__} {shorten(item)}",
+                item_id=None,
+                field="item",
+                position=position,
             )
         item_id = item.get("id")
         if not isinstance(item_id, str) or not item_id:
             raise StacItemError(
-                f"id must be a non-empty string, got {item_id!r}", item_id=None, field="id"
+                f"id must be a non-empty string, got {shorten(item_id)}",
+                item_id=None,
+                field="id",
+                position=position,
             )
         if not isinstance(item.get("properties"), Mapping):
             raise StacItemError("properties must be an object", item_id=item_id, field="properties")
-        assets = item.get("assets", {})
+        assets = item.get("assets")
+        if assets is None:
+            assets = {}
         if not isinstance(assets, Mapping):
-            raise StacItemError("assets must be an object", item_id=item_id, field="assets")
+            raise StacItemError(
+                f"assets must be an object, got {type(assets).__name__}",
+                item_id=item_id,
+                field="assets",
+            )
+        counts = self.counts
         if item_id in self._ids:
-            self.duplicates_dropped += 1
-            logger.warning("item %r returned again by the catalog; keeping the first", item_id)
+            counts.duplicates_dropped += 1
+            shown = counts.duplicate_examples
+            if len(shown) < _SHOWN_SKIPS and item_id not in shown:
+                shown.append(item_id)
+                logger.warning("item %r returned again by the catalog; keeping the first", item_id)
             return None
         self._ids.add(item_id)
-        self.items_seen += 1
+        counts.items_read += 1
         self.asset_keys.update(str(key) for key in assets)
+        if self._band_keys.isdisjoint(assets):
+            counts.without_band_assets += 1
+            if len(counts.without_band_assets_examples) < _SHOWN_SKIPS:
+                counts.without_band_assets_examples.append(item_id)
         return item
 
     def _assets(self, page: Sequence[Mapping[str, Any]]) -> pa.StructArray:
@@ -232,7 +350,7 @@ class StacItemConverter:
                 href = asset.get("href") if isinstance(asset, Mapping) else None
                 if not isinstance(href, str) or not href:
                     raise StacItemError(
-                        f"asset for band {code!r} has no href string (got {href!r})",
+                        f"asset for band {code!r} has no href string (got {shorten(href)})",
                         item_id=item["id"],
                         field=field,
                     )
@@ -263,7 +381,9 @@ def _text(value: Any, item_id: str, field: str) -> str | None:
     if value is None or isinstance(value, str):
         return value
     raise StacItemError(
-        f"expected a string, got {type(value).__name__} {value!r}", item_id=item_id, field=field
+        f"expected a string, got {type(value).__name__} {shorten(value)}",
+        item_id=item_id,
+        field=field,
     )
 
 
@@ -297,7 +417,7 @@ def _coerce(value: Any, prop: PropertyColumn, item_id: str, field: str) -> Any:
     else:  # pragma: no cover - DECLARED_PROPERTIES only uses the types above
         raise TypeError(f"unsupported declared property type {kind}")
     raise StacItemError(
-        f"expected {expected}, got {type(value).__name__} {value!r}",
+        f"expected {expected}, got {type(value).__name__} {shorten(value)}",
         item_id=item_id,
         field=field,
     )
@@ -333,7 +453,7 @@ def _geometries(page: Sequence[Mapping[str, Any]]) -> pa.Array:
         geometry = item.get("geometry")
         if not isinstance(geometry, Mapping):
             raise StacItemError(
-                f"expected a GeoJSON geometry object, got {geometry!r}; an item without a "
+                f"expected a GeoJSON geometry object, got {shorten(geometry)}; an item without a "
                 "footprint cannot be found by a spatial query",
                 item_id=item["id"],
                 field=GEOMETRY,

@@ -10,8 +10,20 @@ its own, and pages are yielded as they arrive so a caller can convert and drop t
 
 ``next`` links are followed as the STAC API spec says: ``method`` (GET by default),
 ``body`` (replacing the previous body, or merged into it when ``merge`` is true) and
-``headers``. A ``next`` link that repeats an earlier request ends the search with an error
-rather than looping forever.
+``headers``. Paging always terminates, with :class:`PagingLoopError` when the server's
+paging is broken:
+
+* a ``next`` link that repeats an earlier request (same method, URL and body) — a link back
+  to an earlier page;
+* :data:`MAX_STALLED_PAGES` pages in a row that bring no item id not seen before — a server
+  minting a fresh token for the same page forever, which no request comparison can catch.
+  One such page alone is legitimate (a catalog updated while paging shifts its pages; the
+  repeated items are dropped and counted by :mod:`.stac_items`).
+
+A page that is not a JSON object, whose ``features`` or ``links`` are not lists, or whose
+``next`` link is malformed (a method other than GET/POST, a ``body`` or ``headers`` that are
+not objects, an ``href`` that is not a string) is a :class:`StacApiError` naming the page:
+guessing would silently end the search early or send a request the server never described.
 
 Conformance is checked before searching: an API that does not advertise the ``query`` or
 ``filter`` extension may ignore the parameter and return *unfiltered* results (rustac's
@@ -35,10 +47,14 @@ from pystac_client.conformance import ConformanceClasses
 from pystac_client.item_search import ItemSearch
 
 from rasteret_assets.ingest.stac_http import JsonClient, StacApiError
+from rasteret_assets.storage import redact_url
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_PAGE_SIZE = 100
+#: Consecutive non-empty pages without a new item id after which paging is a loop.
+MAX_STALLED_PAGES = 3
+_NEXT_METHODS = ("GET", "POST")
 
 #: OGC API Features Part 3 names filtering without the STAC prefix.
 _OGC_FILTER = re.compile(r"^http://www\.opengis\.net/spec/ogcapi-features-3/1\.0/conf/filter$")
@@ -49,6 +65,10 @@ DateBound = str | date | datetime
 
 class UnsupportedSearchError(StacApiError, ValueError):
     """The search uses an extension the API does not advertise, or bad parameters."""
+
+
+class PagingLoopError(StacApiError):
+    """The server's ``next`` links go round in circles; the search stopped instead."""
 
 
 @dataclass(frozen=True)
@@ -219,26 +239,27 @@ async def iter_search_pages(
     if method == "GET":
         url = _with_query(url, parameters)
     headers: dict[str, str] = {}
-    seen: set[str] = set()
+    requests_sent: set[str] = set()
+    loop = _LoopGuard()
     returned = 0
     number = 0
     while True:
         number += 1
         key = json.dumps([method, url, body], sort_keys=True, default=str)
-        if key in seen:
-            raise StacApiError(
+        if key in requests_sent:
+            raise PagingLoopError(
                 f"page {number}: the server's next link repeats an earlier request "
-                f"({method} {url}); its paging is broken, stopping instead of looping",
+                f"({method} {redact_url(url)}); its paging is broken, stopping instead of looping",
                 url=url,
             )
-        seen.add(key)
+        requests_sent.add(key)
         document = await _fetch_page(client, method, url, body, headers, number)
-        items = document.get("features") or []
-        if not isinstance(items, list):
-            raise StacApiError(f"page {number}: 'features' is not a list", url=url)
+        items = _list_member(document, "features", number, url)
+        logger.debug("search page %d: %d items", number, len(items))
         if max_items is not None and returned + len(items) > max_items:
             items = items[: max_items - returned]
         returned += len(items)
+        loop.check(items, number, url)
         matched = document.get("numberMatched")
         if matched is None:  # STAC API < 1.0 used the context extension
             context = document.get("context")
@@ -247,10 +268,42 @@ async def iter_search_pages(
             yield SearchPage(number, items, matched, url)
         if not items or (max_items is not None and returned >= max_items):
             return
-        link = _next_link(document)
+        link = _next_link(document, number, url)
         if link is None:
             return
-        method, url, body, headers = next_request(link, url, body, headers)
+        try:
+            method, url, body, headers = next_request(link, url, body, headers)
+        except ValueError as exc:
+            raise StacApiError(f"search page {number}: {exc}", url=url) from None
+
+
+class _LoopGuard:
+    """Counts consecutive pages that bring no new item id (see the module docstring).
+
+    Ids are kept as 64-bit hashes, 8 bytes of payload each: a page of ids that merely
+    collide with earlier ones would have to do so :data:`MAX_STALLED_PAGES` times in a row.
+    """
+
+    def __init__(self) -> None:
+        self.seen: set[int] = set()
+        self.stalled = 0
+
+    def check(self, items: Sequence[Any], number: int, url: str) -> None:
+        if not items:
+            return
+        ids = {
+            hash(i["id"]) for i in items if isinstance(i, Mapping) and isinstance(i.get("id"), str)
+        }
+        new = ids - self.seen
+        self.seen |= new
+        self.stalled = 0 if new else self.stalled + 1
+        if self.stalled >= MAX_STALLED_PAGES:
+            raise PagingLoopError(
+                f"pages {number - self.stalled + 1}-{number} brought no new item (every id "
+                f"was on an earlier page): the server's paging loops, e.g. by minting new "
+                f"tokens for the same page; stopping at {redact_url(url)}",
+                url=url,
+            )
 
 
 async def _fetch_page(
@@ -264,18 +317,33 @@ async def _fetch_page(
     try:
         document = await client.request(method, url, body=body, headers=headers)
     except StacApiError as exc:
-        raise StacApiError(
+        # The same class (a too-large page stays ResponseTooLargeError), with the page number.
+        raise type(exc)(
             f"search page {number}: {exc}", url=url, status=exc.status, attempts=exc.attempts
         ) from exc
     if not isinstance(document, Mapping):
-        raise StacApiError(f"search page {number} is not a JSON object", url=url)
-    logger.debug("search page %d: %d items", number, len(document.get("features") or []))
+        raise StacApiError(
+            f"search page {number} is not a JSON object (got {type(document).__name__})",
+            url=url,
+        )
     return document
 
 
-def _next_link(document: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    for link in document.get("links") or []:
-        if isinstance(link, Mapping) and link.get("rel") == "next" and link.get("href"):
+def _list_member(document: Mapping[str, Any], name: str, number: int, url: str) -> list[Any]:
+    value = document.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise StacApiError(
+            f"search page {number}: {name!r} is not a list (got {type(value).__name__})",
+            url=url,
+        )
+    return value
+
+
+def _next_link(document: Mapping[str, Any], number: int, url: str) -> Mapping[str, Any] | None:
+    for link in _list_member(document, "links", number, url):
+        if isinstance(link, Mapping) and link.get("rel") == "next":
             return link
     return None
 
@@ -290,18 +358,33 @@ def next_request(
 
     STAC API paging: ``method`` defaults to GET (the href then carries everything); a POST
     link's ``body`` and ``headers`` replace the current ones, or with ``merge: true`` are
-    merged over them (servers that only send a token rely on the merge).
+    merged over them (servers that only send a token rely on the merge). Raises
+    ``ValueError`` for a link that describes no such request.
     """
     method = str(link.get("method", "GET")).upper()
-    url = urljoin(current_url, str(link["href"]))
+    if method not in _NEXT_METHODS:
+        raise ValueError(f"next link has method {method!r}; paging uses GET or POST")
+    href = link.get("href")
+    if not isinstance(href, str) or not href:
+        raise ValueError(f"next link 'href' is not a URL string (got {href!r})")
+    url = urljoin(current_url, href)
     merge = bool(link.get("merge", False))
-    link_headers = {str(k): str(v) for k, v in (link.get("headers") or {}).items()}
+    link_headers = {str(k): str(v) for k, v in _object_member(link, "headers").items()}
     headers = {**current_headers, **link_headers} if merge else link_headers
     if method == "POST":
-        link_body = dict(link.get("body") or {})
+        link_body = _object_member(link, "body")
         body = {**(current_body or {}), **link_body} if merge else link_body
         return method, url, body, headers
     return method, url, None, headers
+
+
+def _object_member(link: Mapping[str, Any], name: str) -> dict[str, Any]:
+    value = link.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"next link {name!r} is not an object (got {type(value).__name__})")
+    return dict(value)
 
 
 def _with_query(url: str, parameters: Mapping[str, Any]) -> str:

@@ -9,9 +9,15 @@ client, item by item.
 
 Relative hrefs — links and asset hrefs — are resolved against the document they appear in,
 so a collection built from a catalog holds absolute asset URLs (or absolute local paths).
-Each document is read once even if several links point to it. A link to a missing or
+Each document is read once even if several links point to it, so links that go round in
+circles (a child linking back to its parent) end the walk normally. A link to a missing or
 unreadable document fails the walk with :class:`StaticCatalogError` naming both the document
-and the one that linked it: silently skipping a subtree would silently drop a region.
+and the one that linked it: silently skipping a subtree would silently drop a region. So do
+documents that are not JSON objects, larger than the client's ``max_response_bytes`` (local
+files too), ``links`` or ``features`` that are not lists, features that are not objects and
+``child``/``item`` links without an href. An item the filters cannot judge (an undecodable
+or, under a spatial filter, missing footprint; an unreadable time) raises
+:class:`~.stac_items.StacItemError` with its document as ``source``.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from shapely.geometry.base import BaseGeometry
 from rasteret_assets.collection import parse_instant
 from rasteret_assets.ingest.stac_http import JsonClient, StacApiError
 from rasteret_assets.ingest.stac_items import StacItemError
+from rasteret_assets.storage import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -112,10 +119,15 @@ class ItemFilter:
                     item_id=item.get("id"),
                     field="geometry",
                 ) from exc
-        elif isinstance(item.get("bbox"), list) and len(item["bbox"]) >= 4:
-            footprint = _bbox_area(item["bbox"])
         else:
-            return False  # no footprint: no spatial query can match it
+            # The converter refuses such an item anyway; saying so here keeps a spatial filter
+            # from dropping it silently instead.
+            raise StacItemError(
+                f"expected a GeoJSON geometry object, got {type(geometry).__name__}; an item "
+                "without a footprint cannot be found by a spatial query",
+                item_id=item.get("id"),
+                field="geometry",
+            )
         assert self.area is not None
         return bool(self.area.intersects(footprint))
 
@@ -181,6 +193,31 @@ def resolve_href(base: str, href: str) -> str:
     return os.path.normpath(Path(base).parent / href)
 
 
+def _read_local(path: str, max_bytes: int) -> Any:
+    """A local JSON document, refused unread when larger than ``max_bytes``."""
+    size = Path(path).stat().st_size
+    if size > max_bytes:
+        raise ValueError(
+            f"the document is larger than {max_bytes} bytes ({size} bytes; max_response_bytes)"
+        )
+    return json.loads(Path(path).read_bytes())
+
+
+def _list_member(
+    document: Mapping[str, Any], name: str, href: str, linked_from: str | None
+) -> list[Any]:
+    value = document.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise StaticCatalogError(
+            f"{name!r} is not a list (got {type(value).__name__})",
+            href=href,
+            linked_from=linked_from,
+        )
+    return value
+
+
 def _resolve_assets(item: dict[str, Any], href: str) -> dict[str, Any]:
     assets = item.get("assets")
     if isinstance(assets, Mapping):
@@ -205,6 +242,22 @@ async def walk_static_catalog(
 
     Items come in completion order (siblings are read concurrently), not document order.
     """
+    async for item, _ in walk_static_items(
+        root, client, item_filter=item_filter, concurrency=concurrency, max_items=max_items
+    ):
+        yield item
+
+
+async def walk_static_items(
+    root: str | Path,
+    client: JsonClient,
+    *,
+    item_filter: ItemFilter | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    max_items: int | None = None,
+) -> AsyncIterator[tuple[dict[str, Any], str]]:
+    """:func:`walk_static_catalog`, each item with the document it was read from
+    (a local path or a redacted URL), so that an error about the item can name it."""
     if concurrency < 1:
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
     root_href = str(root)
@@ -226,11 +279,10 @@ async def walk_static_catalog(
                     href=href,
                     linked_from=linked_from,
                 )
-            text = await asyncio.to_thread(Path(href).read_text, encoding="utf-8")
-            return json.loads(text)
+            return await asyncio.to_thread(_read_local, href, client.max_response_bytes)
         except StaticCatalogError:
             raise
-        except (OSError, ValueError, StacApiError) as exc:
+        except (OSError, ValueError, RecursionError, StacApiError) as exc:
             raise StaticCatalogError(str(exc), href=href, linked_from=linked_from) from exc
 
     async def visit(href: str, linked_from: str | None, collection: str | None) -> None:
@@ -242,25 +294,43 @@ async def walk_static_catalog(
             await emit(dict(document), href, collection)
             return
         if kind == "FeatureCollection":
-            for feature in document.get("features") or []:
+            features = _list_member(document, "features", href, linked_from)
+            for number, feature in enumerate(features, start=1):
+                if not isinstance(feature, Mapping):
+                    raise StaticCatalogError(
+                        f"feature {number} is not a JSON object (got {type(feature).__name__})",
+                        href=href,
+                        linked_from=linked_from,
+                    )
                 await emit(dict(feature), href, collection)
             return
         if kind == "Collection":
             collection = str(document.get("id"))
-        for link in document.get("links") or []:
+        for link in _list_member(document, "links", href, linked_from):
             if not isinstance(link, Mapping) or link.get("rel") not in _FOLLOWED_RELS:
                 continue
-            target = resolve_href(href, str(link.get("href", "")))
+            if not isinstance(link.get("href"), str) or not link["href"]:
+                raise StaticCatalogError(
+                    f"a {link['rel']!r} link without an href string ({link.get('href')!r})",
+                    href=href,
+                    linked_from=linked_from,
+                )
+            target = resolve_href(href, link["href"])
             if target not in visited:
                 visited.add(target)
                 todo.put_nowait((target, href, collection))
 
     async def emit(item: dict[str, Any], href: str, collection: str | None) -> None:
         item_collection = item.get("collection") or collection
-        if item_filter.matches(item, item_collection):
+        try:
+            wanted = item_filter.matches(item, item_collection)
+        except StacItemError as exc:
+            exc.source = redact_url(href)
+            raise
+        if wanted:
             if item_collection and not item.get("collection"):
                 item["collection"] = item_collection
-            await found.put(_resolve_assets(item, href))
+            await found.put((_resolve_assets(item, href), redact_url(href)))
 
     async def worker() -> None:
         while True:

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rasteret_assets.contract import DATETIME_TYPE, ContractError, describe_ids
+from rasteret_assets.ingest.bad_values import example
 
 #: A zone designator after the time of day: ``Z`` or ``±HH:MM`` (``±HHMM`` / ``±HH`` tolerated).
 #: Anchored on the time so the day of a bare date (``2024-01-15``) is not read as an offset.
@@ -47,8 +48,8 @@ def normalize_datetime(values: pa.Array, ids: pa.Array, column: str) -> pa.Array
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         return _strings_to_utc(values.cast(pa.string()), ids, column)
     raise ContractError(
-        f"column {column!r}: cannot read {kind} as a datetime; expected a timestamp, a date, "
-        "an RFC 3339 string or an integer year",
+        f"column {column!r}: cannot read {kind} as a datetime{example(values, ids)}; expected "
+        "a timestamp, a date, an RFC 3339 string or an integer year",
         column=column,
     )
 
