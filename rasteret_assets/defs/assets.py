@@ -74,15 +74,18 @@ def _builder(source: SourceConfig) -> StacCollectionBuilder:
     )
 
 
-def scan_month(source: SourceConfig, start: datetime, end: datetime) -> pa.Table | None:
-    """The raw records of ``[start, end)`` from whichever kind of source this is."""
+def scan_month(
+    source: SourceConfig, start: datetime, end: datetime
+) -> tuple[pa.Table | None, dict[str, int]]:
+    """The raw records of ``[start, end)`` from whichever kind of source this is, and the
+    scan's counts (items read, repeats dropped, items without band assets) for STAC kinds."""
     if source.kind == "record_table":
         filesystem = (
             fsspec.core.url_to_fs(source.location, **source.location_options)[0]
             if source.location_options
             else None
         )
-        return scan_record_table_month(
+        table = scan_record_table_month(
             source.location,
             start,
             end,
@@ -94,11 +97,14 @@ def scan_month(source: SourceConfig, start: datetime, end: datetime) -> pa.Table
             url_rewrite_patterns=source.url_rewrite_patterns,
             band_map=None if source.href_column else source.band_map,
         )
-    return asyncio.run(
+        return table, {}
+    builder = _builder(source)
+    table = asyncio.run(
         scan_stac_month(
-            _builder(source), start, end, bbox=source.bbox, query=source.query, filter=source.filter
+            builder, start, end, bbox=source.bbox, query=source.query, filter=source.filter
         )
     )
+    return table, builder.item_counts.as_metadata() if builder.item_counts else {}
 
 
 def build_source_assets(source: SourceConfig) -> list[dg.AssetsDefinition]:
@@ -133,12 +139,12 @@ def build_source_assets(source: SourceConfig) -> list[dg.AssetsDefinition]:
         context: dg.AssetExecutionContext, workspace: WorkspaceResource
     ) -> dg.MaterializeResult:
         window = context.partition_time_window
-        table = scan_month(source, window.start, window.end)
+        table, counts = scan_month(source, window.start, window.end)
         month = partition_dir(window.start)
         if table is None:
             removed = workspace.remove(source.name, "records", *month)
             context.log.info("no records in %s (stale partition removed: %s)", month, removed)
-            return dg.MaterializeResult(metadata={"dagster/row_count": 0})
+            return dg.MaterializeResult(metadata={"dagster/row_count": 0, **counts})
         normalized, stripped = strip_asset_credentials(normalize_table(table))
         if stripped:
             context.log.warning(
@@ -152,7 +158,8 @@ def build_source_assets(source: SourceConfig) -> list[dg.AssetsDefinition]:
             storage_options=workspace.storage_options or None,
         )
         uri = workspace.uri(source.name, "records", *month, RECORDS_FILE)
-        metadata = _table_metadata(normalized, uri) | {"hrefs_credentials_removed": stripped}
+        metadata = _table_metadata(normalized, uri) | counts
+        metadata["hrefs_credentials_removed"] = stripped
         return dg.MaterializeResult(metadata=metadata)
 
     @dg.asset(

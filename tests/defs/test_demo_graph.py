@@ -45,7 +45,10 @@ def metadata(result: dg.ExecuteInProcessResult, name: str) -> dict[str, object]:
 
 def test_a_month_materializes_the_three_assets(tmp_path: Path) -> None:
     result = materialize(tmp_path, "2024-02-01")
-    assert metadata(result, "records")["dagster/row_count"] == 2
+    records = metadata(result, "records")
+    assert records["dagster/row_count"] == 2
+    assert records["duplicate_items_dropped"] == records["items_without_band_assets"] == 0
+    assert records["items_read"] >= 2
     headers = metadata(result, "cog_headers")
     assert headers["fetched"] == 6 and headers["reused"] == 0 and headers["failed"] == 0
     assert metadata(result, "collection")["published"] is True

@@ -34,7 +34,7 @@ BANDS = {"red": "red", "green": "green", "nir": "nir"}
 @pytest.fixture(scope="module")
 def demo_records() -> pa.Table:
     """All demo records (January to March 2024) as a record table would hold them."""
-    table = scan_month(
+    table, _ = scan_month(
         demo_source(), datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 4, 1, tzinfo=UTC)
     )
     assert table is not None

@@ -43,7 +43,7 @@ def signed_records(server: RangeServer) -> pa.Table:
     """The demo's February records with hrefs onto the server, each band signed differently."""
     items = DEMO_CATALOG.parent / "items"
     server.add_directory("/cogs", items)
-    table = scan_month(
+    table, _ = scan_month(
         demo_source(), datetime(2024, 2, 1, tzinfo=UTC), datetime(2024, 3, 1, tzinfo=UTC)
     )
     assert table is not None
