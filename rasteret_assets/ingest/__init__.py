@@ -14,14 +14,14 @@ from rasteret_assets.ingest.normalize import build_collection_from_table, normal
 from rasteret_assets.ingest.parquet_record_table import BuildStats, RecordTableBuilder
 from rasteret_assets.ingest.record_enrich import EnrichmentReport
 from rasteret_assets.ingest.record_plan import EmptyRecordTableError
-from rasteret_assets.ingest.stac_http import StacApiError
+from rasteret_assets.ingest.stac_http import ResponseTooLargeError, StacApiError
 from rasteret_assets.ingest.stac_indexer import (
     EnrichmentFailedError,
     NoItemsError,
     StacCollectionBuilder,
 )
-from rasteret_assets.ingest.stac_items import StacItemError
-from rasteret_assets.ingest.stac_search import UnsupportedSearchError
+from rasteret_assets.ingest.stac_items import ItemCounts, StacItemError
+from rasteret_assets.ingest.stac_search import PagingLoopError, UnsupportedSearchError
 from rasteret_assets.ingest.static_catalog import StaticCatalogError
 
 __all__ = [
@@ -34,8 +34,11 @@ __all__ = [
     "EnrichmentReport",
     "EnrichmentResult",
     "HeaderOutcome",
+    "ItemCounts",
     "NoItemsError",
+    "PagingLoopError",
     "RecordTableBuilder",
+    "ResponseTooLargeError",
     "StacApiError",
     "StacCollectionBuilder",
     "StacItemError",
