@@ -75,8 +75,8 @@ class Store:
         return pafs.PyFileSystem(pafs.FSSpecHandler(self.fs))
 
     def data_files(self) -> list[str]:
-        """Visible ``.parquet`` files under the root (no hidden path component)."""
-        self.fs.invalidate_cache(self.root)
+        """Visible ``.parquet`` files under the root (no hidden path component), listed afresh."""
+        self.forget_listings()
         if not self.fs.exists(self.root):
             return []
         return sorted(
@@ -85,6 +85,19 @@ class Store:
             if path.endswith(".parquet")
             and not any(is_hidden(p) for p in self.relative_parts(path))
         )
+
+    def forget_listings(self) -> None:
+        """Drop every cached listing under the root, not only the root's own.
+
+        ``invalidate_cache(root)`` forgets the root and its parents, but s3fs keeps the
+        listings of subdirectories (with sizes and ETags) and its ``find`` never overwrites
+        a cached one. A long-lived file system object that listed a partition before another
+        process replaced it would then open the new object with the old ETag and fail.
+        """
+        below = f"{self.root}/"
+        for path in [p for p in list(self.fs.dircache) if p == self.root or p.startswith(below)]:
+            self.fs.dircache.pop(path, None)
+        self.fs.invalidate_cache(self.root)
 
     @contextmanager
     def open_output(self, path: str) -> Iterator[BinaryIO]:
