@@ -8,10 +8,11 @@ ranges separated by small gaps therefore cuts requests per file without reading 
 from __future__ import annotations
 
 import asyncio
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from rasteret_assets.storage.base import check_range
+from rasteret_assets.storage.base import RangeRead, check_range
 
 #: Default largest hole between two ranges that is still read rather than skipped.
 DEFAULT_MAX_GAP = 64 * 1024
@@ -81,3 +82,29 @@ async def read_coalesced(
             offset = start - span.start
             results[index] = blob[offset : offset + length]
     return results
+
+
+class CoalescingRangeReads(ABC):
+    """``get_range``/``get_ranges`` for a remote backend whose one primitive is
+    ``get_range_with_info``: HTTP and S3 read the same way and differ only in that call."""
+
+    @property
+    @abstractmethod
+    def coalesce_gap(self) -> int:
+        """Largest hole between two ranges that one request still covers."""
+
+    @abstractmethod
+    async def get_range_with_info(self, url: str, start: int, length: int) -> RangeRead:
+        """One ranged request, reporting the object's size/ETag from the same response."""
+
+    async def get_range(self, url: str, start: int, length: int) -> bytes:
+        """Read ``length`` bytes from ``start``; shorter at end of object."""
+        return (await self.get_range_with_info(url, start, length)).data
+
+    async def get_ranges(self, url: str, ranges: list[tuple[int, int]]) -> list[bytes]:
+        """Read several ranges; nearby ones share one request, the rest run concurrently."""
+        return await read_coalesced(
+            lambda start, length: self.get_range(url, start, length),
+            ranges,
+            max_gap=self.coalesce_gap,
+        )

@@ -25,7 +25,7 @@ from aiohttp.abc import AbstractResolver
 from yarl import URL
 
 from rasteret_assets.storage.base import ObjectInfo, RangeRead, check_range
-from rasteret_assets.storage.coalesce import read_coalesced
+from rasteret_assets.storage.coalesce import CoalescingRangeReads
 from rasteret_assets.storage.errors import StorageError
 from rasteret_assets.storage.headers import (
     parse_content_range,
@@ -45,7 +45,7 @@ _HEAD_FALLBACK_STATUSES = frozenset({403, 405, 501})
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
-class HttpBackend:
+class HttpBackend(CoalescingRangeReads):
     """``StorageBackend`` for ``http://`` and ``https://`` URLs.
 
     The session is created lazily inside the running loop (aiohttp sessions are bound to
@@ -110,17 +110,9 @@ class HttpBackend:
 
     # -- reads -------------------------------------------------------------------------
 
-    async def get_range(self, url: str, start: int, length: int) -> bytes:
-        """Read ``length`` bytes from ``start``; shorter at end of object."""
-        return (await self.get_range_with_info(url, start, length)).data
-
-    async def get_ranges(self, url: str, ranges: list[tuple[int, int]]) -> list[bytes]:
-        """Read several ranges; nearby ones share one request, the rest run concurrently."""
-        return await read_coalesced(
-            lambda start, length: self.get_range(url, start, length),
-            ranges,
-            max_gap=self._options.coalesce_gap,
-        )
+    @property
+    def coalesce_gap(self) -> int:
+        return self._options.coalesce_gap
 
     async def get_range_with_info(self, url: str, start: int, length: int) -> RangeRead:
         """Read a range and report size/ETag/Last-Modified from the same response."""

@@ -33,7 +33,7 @@ from botocore.exceptions import (
 )
 
 from rasteret_assets.storage.base import ObjectInfo, RangeRead, check_range
-from rasteret_assets.storage.coalesce import read_coalesced
+from rasteret_assets.storage.coalesce import CoalescingRangeReads
 from rasteret_assets.storage.errors import StorageError
 from rasteret_assets.storage.headers import (
     parse_content_range,
@@ -75,7 +75,7 @@ _CREDENTIAL_ERRORS = (NoCredentialsError, PartialCredentialsError, CredentialRet
 _TRUNCATION_ERRORS = (IncompleteReadError, ResponseStreamingError, aiohttp.ClientPayloadError)
 
 
-class S3Backend:
+class S3Backend(CoalescingRangeReads):
     """``StorageBackend`` for ``s3://bucket/key`` (and ``s3a://``) URLs.
 
     The s3fs filesystem and its client are created lazily in the running loop and recreated
@@ -169,17 +169,9 @@ class S3Backend:
 
     # -- reads -------------------------------------------------------------------------
 
-    async def get_range(self, url: str, start: int, length: int) -> bytes:
-        """Read ``length`` bytes from ``start``; shorter at end of object."""
-        return (await self.get_range_with_info(url, start, length)).data
-
-    async def get_ranges(self, url: str, ranges: list[tuple[int, int]]) -> list[bytes]:
-        """Read several ranges; nearby ones share one GET, the rest run concurrently."""
-        return await read_coalesced(
-            lambda start, length: self.get_range(url, start, length),
-            ranges,
-            max_gap=self._options.coalesce_gap,
-        )
+    @property
+    def coalesce_gap(self) -> int:
+        return self._options.coalesce_gap
 
     async def get_range_with_info(self, url: str, start: int, length: int) -> RangeRead:
         """Ranged GET, reporting size/ETag/LastModified from the same response."""
