@@ -180,4 +180,7 @@ def build_geo_info(
 
 
 def _as_tuple(values: np.ndarray | None) -> tuple[float, ...] | None:
-    return None if values is None else tuple(values.astype(float).tolist())
+    if values is None:
+        return None
+    with np.errstate(invalid="ignore"):  # a signalling NaN in FLOAT values warns when widened
+        return tuple(values.astype(float).tolist())

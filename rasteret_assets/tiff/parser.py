@@ -44,6 +44,11 @@ from rasteret_assets.tiff.tags import (
 MAX_IFDS = 1024
 MAX_ENTRIES = 4096
 MAX_TILES = 1 << 24
+#: SamplesPerPixel is a SHORT in TIFF 6.0; a larger value (read through a mistyped entry) would
+#: make every per-sample tuple a huge allocation.
+MAX_SAMPLES = 0xFFFF
+#: Only headers with few samples are worth caching, and a bound keeps the cache small.
+MAX_CACHED_SAMPLES = 16
 MAX_VALUE_BYTES = 256 << 20
 COMPRESSION_JPEG = 7
 
@@ -116,9 +121,20 @@ _SCALAR_STRUCTS = {
 }
 
 
+#: Entry tables up to this size get a cached struct; one for thousands of entries takes ~0.5 MiB,
+#: so caching the counts of hostile files could pin over 100 MiB.
+MAX_CACHED_ENTRIES = 256
+
+
 @functools.lru_cache(maxsize=256)
+def _cached_table_struct(order: str, bigtiff: bool, n_entries: int) -> struct.Struct:
+    return struct.Struct(order + ("HHQ8s" if bigtiff else "HHI4s") * n_entries)
+
+
 def _table_struct(order: str, bigtiff: bool, n_entries: int) -> struct.Struct:
     """Struct for a whole IFD entry table: (tag, type, count, value) per entry."""
+    if n_entries <= MAX_CACHED_ENTRIES:
+        return _cached_table_struct(order, bigtiff, n_entries)
     return struct.Struct(order + ("HHQ8s" if bigtiff else "HHI4s") * n_entries)
 
 
@@ -300,7 +316,7 @@ def _dtype_name(bits: tuple[int, ...], formats: tuple[int, ...], where: str) -> 
     name = _DTYPES.get((bits, formats))
     if name is None:
         name = _dtype_name_uncached(bits, formats, where)
-        if len(_DTYPES) < 1024:
+        if len(_DTYPES) < 1024 and len(bits) <= MAX_CACHED_SAMPLES:
             _DTYPES[(bits, formats)] = name
     return name
 
@@ -349,8 +365,8 @@ def _build_ifd(reader: _IfdReader) -> Ifd | None:
         raise CorruptTiffError(
             f"{where} has size {width}x{height} with tiles {tile_width}x{tile_height}"
         )
-    if samples <= 0:
-        raise CorruptTiffError(f"{where} has SamplesPerPixel {samples}")
+    if not 0 < samples <= MAX_SAMPLES:
+        raise CorruptTiffError(f"{where} has SamplesPerPixel {samples} (expected 1..{MAX_SAMPLES})")
     if planar not in (1, 2):
         raise CorruptTiffError(f"{where} has PlanarConfiguration {planar}")
     bits = reader.per_sample(Tag.BITS_PER_SAMPLE, samples, 1)

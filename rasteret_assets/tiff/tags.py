@@ -93,10 +93,11 @@ def decode_numbers(
     if code is None:
         raise CorruptTiffError(f"{describe()} has field type {name}, expected a number")
     if field_type in PAIRED_TYPES:
-        pairs = np.frombuffer(raw, dtype=order + code, count=2 * count).astype(np.float64)
-        if field_type == 15:
-            return pairs[0::2]
+        # Widening a signalling NaN warns; hostile bytes may hold one, and NaN is kept as NaN.
         with np.errstate(divide="ignore", invalid="ignore"):
+            pairs = np.frombuffer(raw, dtype=order + code, count=2 * count).astype(np.float64)
+            if field_type == 15:
+                return pairs[0::2]
             return pairs[0::2] / pairs[1::2]
     return np.frombuffer(raw, dtype=order + code, count=count)
 
