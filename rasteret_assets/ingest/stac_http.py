@@ -7,6 +7,10 @@ search, so retries live here, per request, using the project's one
 honour ``Retry-After``). Permanent answers (400 for a filter the server rejects, 404 for a
 missing child catalog) raise :class:`StacApiError` at once, with the server's own message.
 
+Catalog documents come from outside just like asset hrefs, so every request and every
+redirect hop is refused (``forbidden_url``, not retried) when it aims at a cloud-metadata or
+link-local address, by name, by literal or by what the name resolves to.
+
 A body that is not JSON (cut off, an HTML error page, invalid UTF-8, nested past the
 parser's recursion limit) is a :class:`StacApiError` too, not retried: the server answered,
 just badly. Every body is read against ``max_response_bytes`` (32 MiB by default, about ten
@@ -26,6 +30,8 @@ import aiohttp
 
 from rasteret_assets.storage import RetryPolicy, StorageError, redact_url, scrub_text
 from rasteret_assets.storage.headers import parse_retry_after
+from rasteret_assets.storage.policy import refused_host
+from rasteret_assets.storage.resolver import PolicyResolver, classify_resolution_failure
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +94,13 @@ class JsonClient:
         timeout = aiohttp.ClientTimeout(total=self.timeout, sock_connect=min(self.timeout, 10.0))
         # trust_env: catalogs are few requests, so honouring HTTPS_PROXY/NO_PROXY and ~/.netrc
         # (Earthdata-protected catalogs) costs nothing measurable here.
-        self._session = aiohttp.ClientSession(timeout=timeout, headers=self.headers, trust_env=True)
+        self._session = aiohttp.ClientSession(
+            timeout=timeout,
+            headers=self.headers,
+            trust_env=True,
+            connector=aiohttp.TCPConnector(resolver=PolicyResolver()),
+            middlewares=(_refuse_metadata_hosts,),
+        )
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -134,6 +146,9 @@ class JsonClient:
                 raise StorageError("timeout", url, f"{method}: {type(exc).__name__}") from None
             except aiohttp.ClientPayloadError as exc:
                 raise StorageError("truncated", url, f"{method}: {exc}") from None
+            except aiohttp.ClientConnectorDNSError as exc:
+                error_class, reason = classify_resolution_failure(exc.host, exc.os_error)
+                raise StorageError(error_class, url, f"{method}: {reason}") from None
             except aiohttp.ClientError as exc:
                 # Refused, reset, DNS: the server side, maybe briefly.
                 raise StorageError(
@@ -167,6 +182,16 @@ class JsonClient:
                 raise _too_large(method, url, resp.status, limit, "kept sending")
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+async def _refuse_metadata_hosts(
+    request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+) -> aiohttp.ClientResponse:
+    """Client middleware: runs for the first request and again for every redirect hop."""
+    reason = refused_host(request.url.host or "")
+    if reason is not None:
+        raise StorageError("forbidden_url", str(request.url), reason)
+    return await handler(request)
 
 
 def _too_large(method: str, url: str, status: int, limit: int, what: str) -> StacApiError:
