@@ -182,5 +182,5 @@ def build_geo_info(
 def _as_tuple(values: np.ndarray | None) -> tuple[float, ...] | None:
     if values is None:
         return None
-    with np.errstate(invalid="ignore"):  # a signalling NaN in FLOAT values warns when widened
-        return tuple(values.astype(float).tolist())
+    # tolist() widens in C without numpy's cast warning for a signalling NaN in FLOAT values.
+    return tuple(float(v) for v in values.tolist())
