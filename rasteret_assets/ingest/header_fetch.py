@@ -27,13 +27,17 @@ from rasteret_assets.tiff import (
     parse_header,
     plan_reads,
 )
-from rasteret_assets.tiff.errors import CorruptTiffError
+from rasteret_assets.tiff.errors import CorruptTiffError, UnsupportedTiffError
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_FIRST_READ = 65536
 DEFAULT_MIN_READ = 16384
 MAX_ROUNDS = 16
+#: Most bytes one URL's header may cost. A real COG's header is kilobytes to a few MiB (a
+#: 100,000 px square at 512 px tiles has 38,000 tiles: 0.6 MiB of BigTIFF offsets and
+#: counts), while a hostile tag can ask for 256 MiB -- times ``max_concurrent`` workers.
+DEFAULT_MAX_HEADER_BYTES = 32 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +74,13 @@ async def fetch_header(
     retry: RetryPolicy,
     first_read: int = DEFAULT_FIRST_READ,
     min_read: int = DEFAULT_MIN_READ,
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
 ) -> HeaderOutcome:
-    """Read and parse one URL's header; every failure ends as an outcome, never an exception."""
+    """Read and parse one URL's header; every failure ends as an outcome, never an exception.
+
+    A header that would need more than ``max_header_bytes`` ends as ``unsupported`` before
+    the oversized read is sent.
+    """
     started = time.perf_counter()
     loop = asyncio.get_running_loop()
     deadline = None if retry.url_deadline is None else loop.time() + retry.url_deadline
@@ -89,7 +98,9 @@ async def fetch_header(
         buffer.add(0, first.data)
         if len(first.data) < first_read:
             buffer.mark_end_of_file(len(first.data))
-        header = await _complete(url, backend, buffer, retry, min_read, tally, deadline)
+        header = await _complete(
+            url, backend, buffer, retry, min_read, max_header_bytes, tally, deadline
+        )
     except (StorageError, TiffError) as error:
         # A storage failure cost the tries of the call that gave up; a parse failure none.
         failed_tries = (error.attempts or 1) if isinstance(error, StorageError) else 0
@@ -124,6 +135,7 @@ async def _complete(
     buffer: ByteBuffer,
     retry: RetryPolicy,
     min_read: int,
+    max_header_bytes: int,
     tally: _Tally,
     deadline: float | None,
 ) -> TiffHeader:
@@ -133,6 +145,11 @@ async def _complete(
         if not isinstance(result, NeedBytes):
             return result
         reads = plan_reads(result.ranges, min_read=min_read)
+        wanted = tally.bytes_read + sum(length for _, length in reads)
+        if wanted > max_header_bytes:
+            raise UnsupportedTiffError(
+                f"header needs {wanted} bytes, more than max_header_bytes={max_header_bytes}"
+            )
         chunks, tries = await retry.call(
             lambda r=reads: backend.get_ranges(url, r), url=url, deadline=deadline
         )
@@ -195,6 +212,7 @@ async def fetch_headers(
     retry: RetryPolicy | None = None,
     first_read: int = DEFAULT_FIRST_READ,
     min_read: int = DEFAULT_MIN_READ,
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
     progress: ProgressLog | None = None,
 ) -> AsyncIterator[HeaderOutcome]:
     """Yield one outcome per URL, in completion order, with at most ``max_concurrent`` in flight."""
@@ -210,7 +228,12 @@ async def fetch_headers(
         try:
             for url in pending:
                 outcome = await fetch_header(
-                    url, backend, retry=policy, first_read=first_read, min_read=min_read
+                    url,
+                    backend,
+                    retry=policy,
+                    first_read=first_read,
+                    min_read=min_read,
+                    max_header_bytes=max_header_bytes,
                 )
                 await results.put(outcome)
         except Exception as error:  # a bug, not a bad asset: surface it after the pool stops
