@@ -8,6 +8,13 @@ complete previous version or exactly the complete new one, and the other months 
 byte as they were. Staged files left by a kill are tolerated only while they stay hidden
 from the reader and only until the next write that runs to the end, which must remove them.
 
+A *first-write* campaign kills the write that creates the month instead: the collection
+starts with the other two months only, and before every write the harness deletes the
+target month's data file (and, locally, its directory once empty), so "old" is the month
+being absent: zero rows and no visible file. Hidden staged files of an earlier killed write
+are kept, so the next first write starts beside them and must remove them, as a retry after
+a crash would.
+
 Kill moments come from the write's own measured timing (a few uninterrupted calibration
 writes): half are uniform over the whole write, half fall between the writer's commit event
 and its end (swap, then cleanup), the narrowest and most dangerous window. Any breach raises
@@ -48,6 +55,7 @@ from durability_worker import (
     target_version,
     version_table,
 )
+from fsspec.implementations.local import LocalFileSystem
 
 from rasteret_assets.collection import Collection, write_collection
 from rasteret_assets.collection.store import resolve_filesystem
@@ -56,6 +64,7 @@ WORKER = Path(__file__).with_name("durability_worker.py")
 OTHER_MONTHS = {1: 400, 2: 400}
 COMPARED = ["id", "datetime", "geometry", "bbox", VERSION_COLUMN]
 DATA_FILES = {f"year={YEAR}/month={m}/part-0.parquet" for m in (*OTHER_MONTHS, TARGET_MONTH)}
+TARGET_FILE = f"year={YEAR}/month={TARGET_MONTH}/part-0.parquet"
 STAGED = re.compile(rf"year={YEAR}/month={TARGET_MONTH}/\.part-0\.parquet\.[0-9a-f]{{32}}\.tmp")
 CALIBRATION_WRITES = 2
 #: Where a kill landed, from the last progress event the writer reported before dying.
@@ -88,16 +97,21 @@ class CampaignReport:
     """What a campaign did: kills, what survived, and where the kills landed."""
 
     target: str
+    #: ``"replace"``: each write replaces a live month; ``"first write"``: it creates it.
+    mode: str = "replace"
     kills: int = 0
     #: Kills that landed before the write finished (the rest hit a writer already done).
     killed: int = 0
-    #: ``(phase, "old" | "new")`` → count, over every write with a kill scheduled.
+    #: ``(phase, "old" | "absent" | "new")`` → count, over every write with a kill scheduled.
     outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
     #: Kill time as a fraction of the calibrated write duration, in tenths (10 = after it).
     kill_points: Counter[int] = field(default_factory=Counter)
     timings: dict[str, Timing] = field(default_factory=dict)
     debris_seen: int = 0
     debris_cleaned: int = 0
+    #: First writes into a month with no file at all, and beside a killed write's staged files.
+    first_writes_fresh: int = 0
+    first_writes_beside_debris: int = 0
     seconds: float = 0.0
     _debris: set[str] = field(default_factory=set, repr=False)
 
@@ -119,18 +133,24 @@ class CampaignReport:
         )
         outcomes = ", ".join(f"{p}/{o} {n}" for (p, o), n in sorted(self.outcomes.items()))
         deciles = " ".join(f"{self.kill_points.get(d, 0)}" for d in range(11))
-        return "\n".join(
-            [
-                f"[{self.target}] {self.kills} kills scheduled, {self.killed} SIGKILLed "
-                f"mid-write, all {self.kills} survived (old {self.count(outcome='old')}, "
-                f"new {self.count(outcome='new')}) in {self.seconds:.1f} s",
-                f"  write timing: {timing}",
-                f"  phase/outcome: {outcomes}",
-                f"  kill point by tenth of write duration (0..9, then after): {deciles}",
-                f"  staged debris seen after kills: {self.debris_seen}, "
-                f"removed by a later write: {self.debris_cleaned}",
-            ]
-        )
+        before = "absent" if self.mode == "first write" else "old"
+        lines = [
+            f"[{self.target}, {self.mode}] {self.kills} kills scheduled, {self.killed} "
+            f"SIGKILLed mid-write, all {self.kills} survived ({before} "
+            f"{self.count(outcome=before)}, new {self.count(outcome='new')}) "
+            f"in {self.seconds:.1f} s",
+            f"  write timing: {timing}",
+            f"  phase/outcome: {outcomes}",
+            f"  kill point by tenth of write duration (0..9, then after): {deciles}",
+            f"  staged debris seen after kills: {self.debris_seen}, "
+            f"removed by a later write: {self.debris_cleaned}",
+        ]
+        if self.mode == "first write":
+            lines.append(
+                f"  first writes into a month with no file: {self.first_writes_fresh}, "
+                f"beside staged debris: {self.first_writes_beside_debris}"
+            )
+        return "\n".join(lines)
 
 
 class WriterServer:
@@ -200,31 +220,44 @@ def writer_server() -> Iterator[WriterServer]:
 
 
 def run_campaign(
-    target: Target, *, kills: int, seed: int, rows: int = TARGET_ROWS
+    target: Target,
+    *,
+    kills: int,
+    seed: int,
+    rows: int = TARGET_ROWS,
+    first_write: bool = False,
 ) -> CampaignReport:
-    """Set up ``target``, calibrate, then ``kills`` killed writes, each followed by a check."""
+    """Set up ``target``, calibrate, then ``kills`` killed writes, each followed by a check.
+
+    ``first_write``: every write (calibration ones too) creates the target month instead of
+    replacing it; see the module docstring.
+    """
     started = time.perf_counter()
     rng = random.Random(seed)
-    campaign = Campaign(target, rows)
+    campaign = Campaign(target, rows, first_write=first_write)
     report = campaign.report
+
+    def write(writer: str, kill: tuple[str, float] | None = None) -> dict[str, Any]:
+        if first_write:
+            campaign.make_target_absent()
+        result = server.write(target, campaign.next_version(), rows, writer, kill)
+        campaign.check(result)
+        return result
+
     with writer_server() as server:
         samples: dict[str, list[dict[str, float]]] = {w: [] for w in WRITERS}
         for _ in range(CALIBRATION_WRITES):
             for writer in WRITERS:
-                result = server.write(target, campaign.next_version(), rows, writer)
-                campaign.check(result)
-                samples[writer].append(result["events"])
+                samples[writer].append(write(writer)["events"])
         report.timings = {w: _median_timing(s) for w, s in samples.items()}
         for index in range(kills):
             writer = WRITERS[index % len(WRITERS)]
             timing = report.timings[writer]
-            kill = _kill_plan(rng, timing)
-            result = server.write(target, campaign.next_version(), rows, writer, kill)
-            campaign.check(result)
+            result = write(writer, _kill_plan(rng, timing))
             report.kills += 1
             report.killed += result["signal"] is not None and DONE not in result["events"]
             report.kill_points[min(10, int(result["killed_at"] / timing.done * 10))] += 1
-        campaign.check(server.write(target, campaign.next_version(), rows, WRITERS[0]))
+        write(WRITERS[0])
     report.seconds = time.perf_counter() - started
     return report
 
@@ -246,17 +279,22 @@ def _kill_plan(rng: random.Random, timing: Timing) -> tuple[str, float]:
 class Campaign:
     """A collection under test and what it must hold: the oracle every write is checked by."""
 
-    def __init__(self, target: Target, rows: int) -> None:
-        """Write the other months and version 0 of the target month (``rows`` rows at most)."""
+    def __init__(self, target: Target, rows: int, *, first_write: bool = False) -> None:
+        """Write the other months and, unless ``first_write``, version 0 of the target month
+        (``rows`` rows at most)."""
         self.target = target
         self.rows = rows
-        self.live_version = self.last_version = 0
-        self.report = CampaignReport(target=target.name)
+        self.last_version = 0
+        #: The complete version the target month holds; ``None`` while it is absent.
+        self.live_version: int | None = None if first_write else 0
+        mode = "first write" if first_write else "replace"
+        self.report = CampaignReport(target=target.name, mode=mode)
         others = pa.concat_tables(
             version_table(base_table(month, n), month, 0) for month, n in OTHER_MONTHS.items()
         )
+        initial = [others] if first_write else [others, target_version(0, rows)]
         write_collection(
-            pa.concat_tables([others, target_version(0, rows)]),
+            pa.concat_tables(initial),
             target.uri,
             info=INFO,
             storage_options=target.storage_options,
@@ -272,6 +310,24 @@ class Campaign:
         """A version never written before, so old and new are always told apart."""
         self.last_version += 1
         return self.last_version
+
+    def make_target_absent(self) -> None:
+        """Delete the target month's data file, keeping hidden staged files of killed writes.
+
+        Locally the month's directory goes too once nothing is left in it, so a first write
+        after a clean state also has to create the directory.
+        """
+        files = self._files()
+        if TARGET_FILE in files:
+            self._fs.rm(files[TARGET_FILE])
+        if any(STAGED.fullmatch(relative) for relative in files):
+            self.report.first_writes_beside_debris += 1
+        else:
+            self.report.first_writes_fresh += 1
+            month_dir = f"{self._root}/year={YEAR}/month={TARGET_MONTH}"
+            if isinstance(self._fs, LocalFileSystem) and self._fs.exists(month_dir):
+                self._fs.rmdir(month_dir)
+        self.live_version = None
 
     def check(self, result: dict[str, Any]) -> None:
         """Verify the collection after one (possibly killed) write of ``result["version"]``."""
@@ -295,11 +351,11 @@ class Campaign:
         if not other.equals(self.others) or self._other_month_digests() != self.fingerprint:
             raise DurabilityError(f"{context}: another month changed")
         outcome = self._outcome(month, result["version"], context)
-        if phase == "staging" and outcome != "old":
+        if phase == "staging" and outcome == "new":
             raise DurabilityError(f"{context}: the new version is live before its commit")
         if phase == "finished" and outcome != "new":
             raise DurabilityError(f"{context}: a finished write is not live")
-        debris = self._debris(context)
+        debris = self._debris(context, target_live=outcome != "absent")
         if phase == "finished" and debris:
             raise DurabilityError(f"{context}: a finished write left staged files {debris}")
         if result["killed_at"] is not None:
@@ -309,16 +365,21 @@ class Campaign:
             self.live_version = result["version"]
 
     def _outcome(self, month: pa.Table, new: int, context: str) -> str:
-        """``"old"`` or ``"new"`` when ``month`` is exactly that version; else a violation."""
+        """``"old"``, ``"absent"`` (no rows where the month was absent) or ``"new"`` when
+        ``month`` is exactly that; else a violation."""
         old = self.live_version
-        for name, version in (("old", old), ("new", new)):
+        if old is None and month.num_rows == 0:
+            return "absent"
+        candidates = [("new", new)] if old is None else [("old", old), ("new", new)]
+        for name, version in candidates:
             expected = target_version(version, self.rows).select(COMPARED).sort_by("id")
             if month.equals(expected):
                 return name
         versions = pc.value_counts(month.column(VERSION_COLUMN)).to_pylist()
         duplicates = month.num_rows - len(pc.unique(month.column("id")))
+        before = "absent" if old is None else f"complete version {old}"
         raise DurabilityError(
-            f"{context}: month {TARGET_MONTH} is neither complete version {old} nor {new}: "
+            f"{context}: month {TARGET_MONTH} is neither {before} nor complete version {new}: "
             f"{month.num_rows} rows, versions {versions}, {duplicates} duplicate ids"
         )
 
@@ -334,16 +395,21 @@ class Campaign:
             if relative in DATA_FILES and f"month={TARGET_MONTH}/" not in relative
         }
 
-    def _debris(self, context: str) -> set[str]:
-        """Staged files left behind; any other unexpected file, or a missing one, is a violation."""
+    def _debris(self, context: str, *, target_live: bool) -> set[str]:
+        """Staged files left behind; any other unexpected file, or a missing one, is a violation.
+
+        While the target month is absent its data file is unexpected: a visible file there,
+        even one the reader skipped or could not see rows in, is a partial month.
+        """
         files = set(self._files())
-        missing = DATA_FILES - files
+        expected = DATA_FILES if target_live else DATA_FILES - {TARGET_FILE}
+        missing = expected - files
         if missing:
             raise DurabilityError(f"{context}: data files missing: {sorted(missing)}")
-        unexpected = sorted(p for p in files - DATA_FILES if not STAGED.fullmatch(p))
+        unexpected = sorted(p for p in files - expected if not STAGED.fullmatch(p))
         if unexpected:
             raise DurabilityError(f"{context}: unexpected files {unexpected}")
-        return files - DATA_FILES
+        return files - expected
 
 
 def _month(collection: Collection, *months: int) -> pa.Table:

@@ -1,4 +1,4 @@
-"""The writer process of the SIGKILL durability campaign: replace one month, die on cue.
+"""The writer process of the SIGKILL durability campaign: write one month, die on cue.
 
 Run as ``python tests/durability_worker.py``; it imports pyarrow and the collection package
 once, then serves commands from stdin, one JSON object a line::
@@ -6,8 +6,9 @@ once, then serves commands from stdin, one JSON object a line::
     {"uri": ..., "storage_options": {...}, "version": 7, "rows": 40000, "writer": "table",
      "kill_after": 0.05, "kill_from": "start"}
 
-For each command it forks a child that replaces month :data:`TARGET_MONTH` with version
-``version`` of its rows (``write_collection`` or ``PartitionedWriter``), and answers with one
+For each command it forks a child that writes version ``version`` of month
+:data:`TARGET_MONTH` (``write_collection`` or ``PartitionedWriter``): it replaces the month,
+or creates it when the harness made it absent (a first write). It answers with one
 JSON line: the child's progress events (seconds after it started writing), whether and when
 it was SIGKILLed (``kill_after`` seconds after its ``kill_from`` event, ``start`` or
 ``commit``), and its exit status.
@@ -102,7 +103,8 @@ def target_version(version: int, rows: int = TARGET_ROWS) -> pa.Table:
 
 
 def write_version(command: dict[str, Any], report: Callable[[str], None]) -> None:
-    """Replace the target month with version ``command["version"]``, reporting progress."""
+    """Write version ``command["version"]`` of the target month (replacing or creating it),
+    reporting progress."""
     table = target_version(command["version"], command["rows"])
     uri, options = command["uri"], command["storage_options"]
 
