@@ -115,7 +115,13 @@ class Store:
         """Atomically make ``staged`` the content of ``final`` (see the module docstring)."""
         if self.local:
             Path(staged).replace(final)
-            _fsync_dir(Path(final).parent)
+            # The rename, and the entries of directories a first write created
+            # (``year=``/``month=``), must survive a power cut, not only a killed process.
+            directory, root = Path(final).parent, Path(self.root)
+            _fsync_dir(directory)
+            while directory != root and root in directory.parents:
+                directory = directory.parent
+                _fsync_dir(directory)
         else:
             self.fs.copy(staged, final)
             self.fs.rm(staged)
