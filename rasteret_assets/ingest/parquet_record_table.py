@@ -62,7 +62,7 @@ from rasteret_assets.ingest.normalize import (
 from rasteret_assets.ingest.record_enrich import ChunkEnricher, EnrichmentReport
 from rasteret_assets.ingest.record_plan import RecordPlan, describe_months, plan_records
 from rasteret_assets.ingest.record_prepare import RecordPreparer
-from rasteret_assets.ingest.record_source import ColumnAliases, RecordSource
+from rasteret_assets.ingest.record_source import ColumnAliases, RecordSource, month_predicate
 from rasteret_assets.ingest.stac_indexer import EnrichmentFailedError
 from rasteret_assets.storage import StorageBackend, StorageOptions, StorageRouter
 
@@ -484,16 +484,10 @@ def _month_window(
     if passes == 1 or plan.from_start_datetime:
         return None
     column = aliases.source_of(DATETIME)
-    kind = source.schema.field(column).type
-    if not pa.types.is_timestamp(kind):
-        return None
     (y0, m0), (y1, m1) = months[0], months[-1]
     start = datetime(y0, m0, 1, tzinfo=UTC)
     end = datetime(y1 + m1 // 12, m1 % 12 + 1, 1, tzinfo=UTC)
-    if kind.tz is None:  # naive values are UTC by the normaliser's rule
-        start, end = start.replace(tzinfo=None), end.replace(tzinfo=None)
-    field_ref = ds.field(column)
-    return (field_ref >= pa.scalar(start, kind)) & (field_ref < pa.scalar(end, kind))
+    return month_predicate(source.schema.field(column).type, column, start, end)
 
 
 def _require_some_headers(report: EnrichmentReport, *, final: bool) -> None:

@@ -14,29 +14,12 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 
 from rasteret_assets.contract import ASSETS, DATETIME, ContractError
 from rasteret_assets.ingest.parquet_record_table import RecordTableBuilder
 from rasteret_assets.ingest.record_plan import EmptyRecordTableError
-from rasteret_assets.ingest.record_source import ColumnAliases, RecordSource
+from rasteret_assets.ingest.record_source import ColumnAliases, RecordSource, month_predicate
 from rasteret_assets.storage import redact_url
-
-
-def month_predicate(
-    kind: pa.DataType, column: str, start: datetime, end: datetime
-) -> ds.Expression | None:
-    """``start <= column < end`` (or null) for a timestamp column; ``None`` when it cannot prune.
-
-    Naive timestamps are UTC by the normaliser's rule, so the bounds lose their zone to match.
-    """
-    if not pa.types.is_timestamp(kind):
-        return None
-    if kind.tz is None:
-        start, end = start.replace(tzinfo=None), end.replace(tzinfo=None)
-    ref = ds.field(column)
-    inside = (ref >= pa.scalar(start, kind)) & (ref < pa.scalar(end, kind))
-    return inside | ref.is_null()
 
 
 def scan_record_table_month(

@@ -17,6 +17,7 @@ source column stays and a column of the contract name is added, sharing its buff
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -196,3 +197,19 @@ def resolve_source(path: str | Path, filesystem: Any | None) -> tuple[pafs.FileS
 
 def _strip_scheme(text: str) -> str:
     return text.split("://", 1)[1] if "://" in text else text
+
+
+def month_predicate(
+    kind: pa.DataType, column: str, start: datetime, end: datetime
+) -> ds.Expression | None:
+    """``start <= column < end`` (or null) for a timestamp column; ``None`` when it cannot prune.
+
+    Naive timestamps are UTC by the normaliser's rule, so the bounds lose their zone to match.
+    """
+    if not pa.types.is_timestamp(kind):
+        return None
+    if kind.tz is None:
+        start, end = start.replace(tzinfo=None), end.replace(tzinfo=None)
+    ref = ds.field(column)
+    inside = (ref >= pa.scalar(start, kind)) & (ref < pa.scalar(end, kind))
+    return inside | ref.is_null()
