@@ -23,13 +23,14 @@ Usage::
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+
+from servers.loop_thread import LoopThread
 
 CONFORMS_TO = (
     "https://api.stacspec.org/v1.0.0/core",
@@ -63,8 +64,7 @@ class HostileStac:
         self._routes: dict[str, Page] = {}
         self._hits: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._background = LoopThread("hostile-stac")
         self._runner: web.ServerRunner | None = None
 
     @property
@@ -88,31 +88,15 @@ class HostileStac:
             self.bytes_sent.clear()
 
     def start(self) -> HostileStac:
-        ready = threading.Event()
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(loop)
-            self._loop = loop
-            loop.run_until_complete(self._listen())
-            ready.set()
-            loop.run_forever()
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="hostile-stac", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("hostile STAC server did not start")
+        self._background.start(self._listen)
         return self
 
     def stop(self) -> None:
-        if self._loop is None or self._thread is None:
-            return
+        self._background.stop(self._shutdown)
+
+    async def _shutdown(self) -> None:
         assert self._runner is not None
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop = self._thread = None
+        await self._runner.cleanup()
 
     async def _listen(self) -> None:
         self._runner = web.ServerRunner(web.Server(self._handle), access_log=None)

@@ -41,6 +41,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from servers.loop_thread import LoopThread
+
 #: What a :class:`Fault` can do to a request.
 FAULT_KINDS = frozenset(
     {
@@ -165,8 +167,7 @@ class RangeServer:
         self._open_connections = 0
         self.max_in_flight = 0
         self._in_flight = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._background = LoopThread("range-server")
         self._server: _CountingServer | None = None
         self._tcp: asyncio.base_events.Server | None = None
 
@@ -174,29 +175,7 @@ class RangeServer:
 
     def start(self) -> RangeServer:
         """Start the server thread and wait until it listens."""
-        ready = threading.Event()
-        errors: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(loop)
-            self._loop = loop
-            try:
-                loop.run_until_complete(self._listen())
-            except BaseException as exc:  # surface bind errors in the test thread
-                errors.append(exc)
-                ready.set()
-                return
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="range-server", daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        if errors:
-            raise errors[0]
+        self._background.start(self._listen)
         return self
 
     async def _listen(self) -> None:
@@ -209,18 +188,13 @@ class RangeServer:
 
     def stop(self) -> None:
         """Close connections and stop the thread."""
-        if self._loop is None or self._thread is None:
-            return
 
         async def shutdown() -> None:
             assert self._tcp is not None and self._server is not None
             self._tcp.close()
             await self._server.shutdown(1.0)
 
-        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop = self._thread = None
+        self._background.stop(shutdown)
 
     def __enter__(self) -> RangeServer:
         return self.start()

@@ -15,7 +15,6 @@ Usage::
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 from dataclasses import dataclass
@@ -23,6 +22,8 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+
+from servers.loop_thread import LoopThread
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,7 @@ class StacProxy:
         self._failures: list[Failure] = []
         self._counts: dict[tuple[str | None, str], int] = {}
         self._log: list[LoggedRequest] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._background = LoopThread("stac-proxy")
         self._runner: web.ServerRunner | None = None
         self._session: aiohttp.ClientSession | None = None
 
@@ -66,21 +66,7 @@ class StacProxy:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> StacProxy:
-        ready = threading.Event()
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(loop)
-            self._loop = loop
-            loop.run_until_complete(self._listen())
-            ready.set()
-            loop.run_forever()
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="stac-proxy", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("proxy did not start")
+        self._background.start(self._listen)
         return self
 
     async def _listen(self) -> None:
@@ -93,18 +79,12 @@ class StacProxy:
         self.port = int(self._runner.addresses[0][1])
 
     def stop(self) -> None:
-        if self._loop is None or self._thread is None:
-            return
-
         async def shutdown() -> None:
             assert self._runner is not None and self._session is not None
             await self._runner.cleanup()
             await self._session.close()
 
-        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop = self._thread = None
+        self._background.stop(shutdown)
 
     def fail(self, failure: Failure) -> None:
         with self._lock:
