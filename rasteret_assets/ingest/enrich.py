@@ -29,6 +29,7 @@ from rasteret_assets.ingest.header_fetch import (
     fetch_headers,
 )
 from rasteret_assets.ingest.outcomes import outcomes_table
+from rasteret_assets.ingest.table_columns import with_column
 from rasteret_assets.storage import (
     RetryPolicy,
     StorageBackend,
@@ -208,10 +209,7 @@ async def enrich_table(
     for band in band_codes:
         name = metadata_column(band)
         column = columns.column(band)
-        if name in enriched.column_names:
-            enriched = enriched.set_column(enriched.column_names.index(name), name, column)
-        else:
-            enriched = enriched.append_column(name, column)
+        enriched = with_column(enriched, name, column)
     return EnrichmentResult(enriched, pa.concat_tables(outcome_chunks), band_index_errors)
 
 

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rasteret_assets.contract import ASSETS
+from rasteret_assets.ingest.table_columns import with_column
 
 #: Query parameters that sign or authorise a request (compared case-insensitively).
 SIGNING_PARAMETERS = frozenset(
@@ -74,4 +75,4 @@ def strip_asset_credentials(table: pa.Table) -> tuple[pa.Table, int]:
     if not changed:
         return table, 0
     stripped = pa.StructArray.from_arrays(children, fields=list(assets.type), mask=assets.is_null())
-    return table.set_column(table.column_names.index(ASSETS), ASSETS, stripped), changed
+    return with_column(table, ASSETS, stripped), changed

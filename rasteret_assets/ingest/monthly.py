@@ -22,6 +22,7 @@ from rasteret_assets.ingest.header_fetch import HeaderOutcome, ProgressLog, fetc
 from rasteret_assets.ingest.header_table import headers_by_url
 from rasteret_assets.ingest.outcomes import outcomes_table
 from rasteret_assets.ingest.stac_indexer import StacCollectionBuilder, with_header_crs
+from rasteret_assets.ingest.table_columns import with_column
 from rasteret_assets.storage import RetryPolicy, StorageBackend, redact_url
 
 logger = logging.getLogger(__name__)
@@ -170,10 +171,7 @@ def attach_band_metadata(
                     out_of_range += 1
         name = metadata_name(band)
         column = band_metadata_array(rows)
-        if name in table.column_names:
-            table = table.set_column(table.column_names.index(name), name, column)
-        else:
-            table = table.append_column(name, column)
+        table = with_column(table, name, column)
     if out_of_range:
         logger.warning(
             "%d asset(s) name a band_index past their file's samples; left without metadata",

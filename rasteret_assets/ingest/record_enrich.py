@@ -34,6 +34,7 @@ from rasteret_assets.contract import (
 from rasteret_assets.ingest.enrich import BandColumns
 from rasteret_assets.ingest.header_fetch import HeaderOutcome, ProgressLog, fetch_headers
 from rasteret_assets.ingest.stac_indexer import with_header_crs
+from rasteret_assets.ingest.table_columns import with_column
 from rasteret_assets.storage import RetryPolicy, StorageBackend, redact_url
 
 logger = logging.getLogger(__name__)
@@ -227,10 +228,7 @@ class ChunkEnricher:
         for band in self.bands:
             name = metadata_column(band)
             column = columns.column(band)
-            if name in table.column_names:
-                table = table.set_column(table.column_names.index(name), name, column)
-            else:
-                table = table.append_column(name, column)
+            table = with_column(table, name, column)
         return with_header_crs(table, self.bands)
 
     def _place(

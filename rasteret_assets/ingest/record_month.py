@@ -19,6 +19,7 @@ from rasteret_assets.contract import ASSETS, DATETIME, ContractError
 from rasteret_assets.ingest.parquet_record_table import RecordTableBuilder
 from rasteret_assets.ingest.record_plan import EmptyRecordTableError
 from rasteret_assets.ingest.record_source import ColumnAliases, RecordSource, month_predicate
+from rasteret_assets.ingest.table_columns import with_column
 from rasteret_assets.storage import redact_url
 
 
@@ -87,4 +88,4 @@ def select_bands(table: pa.Table, band_map: Mapping[str, str], path: str) -> pa.
         names=list(band_map),
         mask=assets.is_null(),
     )
-    return table.set_column(table.column_names.index(ASSETS), ASSETS, selected)
+    return with_column(table, ASSETS, selected)

@@ -31,6 +31,7 @@ from rasteret_assets.ingest.record_assets import (
     set_band_indexes,
 )
 from rasteret_assets.ingest.record_source import ColumnAliases
+from rasteret_assets.ingest.table_columns import with_column
 
 
 class RecordPreparer:
@@ -134,6 +135,4 @@ class RecordPreparer:
             # Conform first: a map/JSON batch may lack a band the band_index_map names.
             assets = set_band_indexes(conform_assets(assets, bands), self.band_index_map)
         assets = conform_assets(rewrite_asset_hrefs(assets, self.url_rewrite_patterns), bands)
-        if ASSETS in table.column_names:
-            return table.set_column(table.column_names.index(ASSETS), ASSETS, assets)
-        return table.append_column(ASSETS, assets)
+        return with_column(table, ASSETS, assets)

@@ -57,6 +57,7 @@ from rasteret_assets.ingest.static_catalog import (
     ItemFilter,
     walk_static_items,
 )
+from rasteret_assets.ingest.table_columns import with_column
 from rasteret_assets.sources import CloudConfig, UnknownDataSourceError, find_source, list_sources
 from rasteret_assets.storage import (
     RetryPolicy,
@@ -447,5 +448,4 @@ def with_header_crs(table: pa.Table, band_codes: Sequence[str]) -> pa.Table:
     crs = pc.coalesce(*candidates) if len(candidates) > 1 else candidates[0]
     if CRS in table.column_names:
         crs = pc.coalesce(table.column(CRS), crs)
-        return table.set_column(table.column_names.index(CRS), CRS, crs)
-    return table.append_column(CRS, crs)
+    return with_column(table, CRS, crs)
