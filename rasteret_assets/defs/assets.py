@@ -10,7 +10,6 @@ import asyncio
 from datetime import datetime
 
 import dagster as dg
-import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -80,16 +79,11 @@ def scan_month(
     """The raw records of ``[start, end)`` from whichever kind of source this is, and the
     scan's counts (items read, repeats dropped, items without band assets) for STAC kinds."""
     if source.kind == "record_table":
-        filesystem = (
-            fsspec.core.url_to_fs(source.location, **source.location_options)[0]
-            if source.location_options
-            else None
-        )
         table = scan_record_table_month(
             source.location,
             start,
             end,
-            filesystem=filesystem,
+            filesystem=source.location_filesystem(),
             data_source=source.data_source or source.name,
             column_map=source.column_map,
             href_column=source.href_column,

@@ -10,7 +10,6 @@ import json
 from datetime import UTC, datetime
 
 import dagster as dg
-import fsspec
 
 from rasteret_assets.defs.assets import monthly_partitions
 from rasteret_assets.defs.config import SourceConfig
@@ -125,11 +124,10 @@ def table_changes_sensor(source: SourceConfig) -> dg.SensorDefinition:
     )
     def table_changed(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         previous = json.loads(context.cursor)["files"] if context.cursor else {}
-        filesystem = fsspec.core.url_to_fs(source.location, **source.location_options)[0]
         changes = table_changes(
             source.location,
             {name: FileState.from_json(state) for name, state in previous.items()},
-            filesystem=filesystem,
+            filesystem=source.location_filesystem(),
             column_map=source.column_map,
         )
         state = {name: changes.files[name].to_json() for name in sorted(changes.files)}

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
+import fsspec
 import yaml
 from pydantic import (
     BaseModel,
@@ -91,6 +92,13 @@ class SourceConfig(BaseModel):
         if self.href_column and not self.band_index_map:
             raise ValueError("href_column needs band_index_map {band code: sample index}")
         return self
+
+    def location_filesystem(self) -> fsspec.AbstractFileSystem | None:
+        """The fsspec file system ``location_options`` configure; ``None`` without options
+        (readers then pick their default for the location, e.g. pyarrow's local one)."""
+        if not self.location_options:
+            return None
+        return fsspec.core.url_to_fs(self.location, **self.location_options)[0]
 
     @property
     def band_codes(self) -> list[str]:
