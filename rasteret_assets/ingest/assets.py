@@ -40,7 +40,7 @@ def asset_children(values: pa.Array, ids: pa.Array, column: str) -> dict[str, pa
         return asset_children(values.dictionary_decode(), ids, column)
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         return asset_children(_parse_json(values, ids, column), ids, column)
-    _reject(ids, values.is_null(), column, "null assets")
+    reject_records(ids, values.is_null(), column, "null assets")
     if pa.types.is_map(kind):
         return _map_to_bands(values)
     if pa.types.is_struct(kind):
@@ -100,7 +100,7 @@ def _asset(child: pa.Array, ids: pa.Array, column: str, band: str) -> pa.StructA
     elif pa.types.is_struct(kind) and kind.get_field_index("href") >= 0:
         fields = dict(zip([f.name for f in kind], child.flatten(), strict=True))
         href = _href(fields["href"], ids, f"{where}.href")
-        _reject(
+        reject_records(
             ids, pc.and_kleene(child.is_valid(), href.is_null()), where, "an asset without href"
         )
         band_index = _band_index(fields.get("band_index"), len(child), ids, where)
@@ -137,16 +137,19 @@ def _band_index(values: pa.Array | None, n: int, ids: pa.Array, where: str) -> p
             column=column,
         )
     index = pc.fill_null(values.cast(pa.int64()), 0)
-    _reject(ids, pc.less(index, 0), f"{where}.band_index", "a negative band_index")
+    reject_records(ids, pc.less(index, 0), f"{where}.band_index", "a negative band_index")
     return index
 
 
-def _reject(ids: pa.Array, bad: pa.Array, column: str, cause: str) -> None:
+def reject_records(
+    ids: pa.Array, bad: pa.Array, column: str, cause: str, *, what: str = "column"
+) -> None:
+    """Raise ``ContractError`` naming the records where ``bad`` holds (null counts as fine)."""
     bad = pc.fill_null(bad, False)
     if pc.any(bad).as_py():
         names = [str(i) for i in pc.filter(ids, bad).to_pylist()]
         raise ContractError(
-            f"column {column!r}: {cause} in {describe_ids(names)}",
+            f"{what} {column!r}: {cause} in {describe_ids(names)}",
             column=column,
             ids=names[:5],
         )

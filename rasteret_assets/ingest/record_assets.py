@@ -23,7 +23,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rasteret_assets.contract import ASSET_TYPE, ContractError, describe_ids
+from rasteret_assets.contract import ASSET_TYPE, ContractError
+from rasteret_assets.ingest.assets import reject_records
 from rasteret_assets.ingest.bad_values import example
 
 _MAX_BINARY = int(np.iinfo(np.int32).max)
@@ -40,14 +41,7 @@ def assets_from_hrefs(
     hrefs = _strings(values, column, ids)
     missing = pc.fill_null(hrefs.is_null(), True)
     empty = pc.fill_null(pc.equal(hrefs, ""), False)
-    bad = pc.or_(missing, empty)
-    if pc.any(bad).as_py():
-        names = [str(i) for i in pc.filter(ids, bad).to_pylist()]
-        raise ContractError(
-            f"href_column {column!r}: no href in {describe_ids(names)}",
-            column=column,
-            ids=names[:5],
-        )
+    reject_records(ids, pc.or_(missing, empty), column, "no href", what="href_column")
     children = [
         pa.StructArray.from_arrays(
             [hrefs, pa.array(np.full(len(hrefs), index, dtype=np.int64))], fields=list(ASSET_TYPE)
