@@ -97,10 +97,9 @@ def file_months(
     """The distinct months its rows were acquired in, by the normaliser's datetime rules."""
     wanted = {c: aliases.source_of(c) for c in (ID, DATETIME, START_DATETIME)}
     with fs.open(name, "rb") as handle:
-        schema = pq.read_schema(handle)
-        present = {c: s for c, s in wanted.items() if s in schema.names}
-        handle.seek(0)
-        table = pq.read_table(handle, columns=list(dict.fromkeys(present.values())))
+        parquet = pq.ParquetFile(handle)  # one footer read serves the schema and the columns
+        present = {c: s for c, s in wanted.items() if s in parquet.schema_arrow.names}
+        table = parquet.read(columns=list(dict.fromkeys(present.values())))
     if table.num_rows == 0:
         return ()
     columns = {c: table.column(s).combine_chunks() for c, s in present.items()}
