@@ -41,8 +41,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from servers.range_server import RangeServer  # noqa: E402
 
 from rasteret_assets.ingest import build_url_index_from_assets, enrich_table  # noqa: E402
-from rasteret_assets.ingest.header_fetch import fetch_headers  # noqa: E402
-from rasteret_assets.ingest.outcomes import write_outcomes  # noqa: E402
+from rasteret_assets.ingest.headers.engine import fetch_headers  # noqa: E402
+from rasteret_assets.ingest.headers.rows import write_outcomes  # noqa: E402
 from rasteret_assets.storage import StorageOptions, StorageRouter  # noqa: E402
 
 BARE_READ = 16384

@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from servers.hostile_stac import HostileStac, Page  # noqa: E402
 
-from rasteret_assets.ingest.stac_http import ResponseTooLargeError  # noqa: E402
-from rasteret_assets.ingest.stac_indexer import StacCollectionBuilder  # noqa: E402
+from rasteret_assets.ingest.stac.builder import StacCollectionBuilder  # noqa: E402
+from rasteret_assets.ingest.stac.http import ResponseTooLargeError  # noqa: E402
 
 MB = 1024 * 1024
 DEMO_ITEM = (

@@ -47,8 +47,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from servers.range_server import Fault, RangeServer  # noqa: E402
 from tiff.cog_corpus import COG_PREFIX, VARIANTS  # noqa: E402
 
-from rasteret_assets.ingest.header_fetch import HeaderOutcome, fetch_headers  # noqa: E402
-from rasteret_assets.ingest.outcomes import write_outcomes  # noqa: E402
+from rasteret_assets.ingest.headers.engine import HeaderOutcome, fetch_headers  # noqa: E402
+from rasteret_assets.ingest.headers.rows import write_outcomes  # noqa: E402
 from rasteret_assets.storage import StorageOptions, StorageRouter  # noqa: E402
 
 #: Faults that clear after ``times`` requests; default retry policy: 5 attempts.

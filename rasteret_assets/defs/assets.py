@@ -1,7 +1,7 @@
 """One asset group per source: ``records`` → ``cog_headers`` → ``collection``, monthly.
 
 Asset functions are thin: they read the partition window, call the plain functions of
-:mod:`rasteret_assets.ingest.monthly` (driving the async engine with ``asyncio.run``) and
+:mod:`rasteret_assets.ingest.steps` (driving the async engine with ``asyncio.run``) and
 write Parquet through the workspace resource, returning ``MaterializeResult`` metadata that
 explains the run in the UI.
 """
@@ -22,16 +22,16 @@ from rasteret_assets.defs.resources import (
     StorageResource,
     WorkspaceResource,
 )
-from rasteret_assets.ingest.href_credentials import strip_asset_credentials
-from rasteret_assets.ingest.monthly import (
+from rasteret_assets.ingest.normalize.credentials import strip_asset_credentials
+from rasteret_assets.ingest.normalize.table import build_collection_from_table, normalize_table
+from rasteret_assets.ingest.stac.builder import StacCollectionBuilder
+from rasteret_assets.ingest.steps import (
     asset_urls,
     attach_band_metadata,
     refresh_headers,
     scan_stac_month,
 )
-from rasteret_assets.ingest.normalize import build_collection_from_table, normalize_table
-from rasteret_assets.ingest.record_month import scan_record_table_month
-from rasteret_assets.ingest.stac_indexer import StacCollectionBuilder
+from rasteret_assets.ingest.tables.month import scan_record_table_month
 from rasteret_assets.sources import CloudConfig
 from rasteret_assets.storage import StorageRouter
 

@@ -14,8 +14,8 @@ import dagster as dg
 from rasteret_assets.defs.assets import monthly_partitions
 from rasteret_assets.defs.config import SourceConfig
 from rasteret_assets.ingest.base import run_sync
-from rasteret_assets.ingest.record_changes import FileState, table_changes
-from rasteret_assets.ingest.stac_changes import changed_months
+from rasteret_assets.ingest.stac.changes import changed_months
+from rasteret_assets.ingest.tables.changes import FileState, table_changes
 
 
 def job_name(source: SourceConfig) -> str:

@@ -1,28 +1,28 @@
 """The library layer: rasteret's ingest API (builders, enrichment, normalisation)."""
 
-from rasteret_assets.ingest.band_map import BandMap, BandMapError
 from rasteret_assets.ingest.base import CollectionBuilder, run_sync
-from rasteret_assets.ingest.enrich import (
+from rasteret_assets.ingest.headers.chunked import EnrichmentReport
+from rasteret_assets.ingest.headers.engine import HeaderOutcome, fetch_header, fetch_headers
+from rasteret_assets.ingest.headers.enrich import (
     EnrichmentResult,
     add_band_metadata_columns,
     build_url_index_from_assets,
     enrich_table,
     enrich_table_with_cog_metadata,
 )
-from rasteret_assets.ingest.header_fetch import HeaderOutcome, fetch_header, fetch_headers
-from rasteret_assets.ingest.normalize import build_collection_from_table, normalize_table
-from rasteret_assets.ingest.parquet_record_table import BuildStats, RecordTableBuilder
-from rasteret_assets.ingest.record_enrich import EnrichmentReport
-from rasteret_assets.ingest.record_plan import EmptyRecordTableError
-from rasteret_assets.ingest.stac_http import ResponseTooLargeError, StacApiError
-from rasteret_assets.ingest.stac_indexer import (
+from rasteret_assets.ingest.normalize.table import build_collection_from_table, normalize_table
+from rasteret_assets.ingest.stac.band_map import BandMap, BandMapError
+from rasteret_assets.ingest.stac.builder import (
     EnrichmentFailedError,
     NoItemsError,
     StacCollectionBuilder,
 )
-from rasteret_assets.ingest.stac_items import ItemCounts, StacItemError
-from rasteret_assets.ingest.stac_search import PagingLoopError, UnsupportedSearchError
-from rasteret_assets.ingest.static_catalog import StaticCatalogError
+from rasteret_assets.ingest.stac.http import ResponseTooLargeError, StacApiError
+from rasteret_assets.ingest.stac.items import ItemCounts, StacItemError
+from rasteret_assets.ingest.stac.search import PagingLoopError, UnsupportedSearchError
+from rasteret_assets.ingest.stac.static_catalog import StaticCatalogError
+from rasteret_assets.ingest.tables.builder import BuildStats, RecordTableBuilder
+from rasteret_assets.ingest.tables.plan import EmptyRecordTableError
 
 __all__ = [
     "BandMap",

@@ -29,7 +29,7 @@ from rasteret_assets.defs.resources import (
     StorageResource,
     WorkspaceResource,
 )
-from rasteret_assets.ingest.href_credentials import strip_credentials
+from rasteret_assets.ingest.normalize.credentials import strip_credentials
 
 SIGNATURE = "PLANTEDsignature0123456789abcdef"
 ACCESS_KEY = "AKIAPLANTEDACCESSKEY"

@@ -9,7 +9,7 @@ import struct
 import pytest
 from servers.range_server import RangeServer
 
-from rasteret_assets.ingest.header_fetch import DEFAULT_FIRST_READ, fetch_header
+from rasteret_assets.ingest.headers.engine import DEFAULT_FIRST_READ, fetch_header
 from rasteret_assets.storage import RetryPolicy, StorageRouter
 
 TILES_PER_SIDE = 512  # 8192 px at 16 px tiles: 262,144 tiles, 1 MiB per LONG tile table

@@ -24,7 +24,7 @@ from servers.range_server import RangeServer
 from ingest.synthetic_records import synthetic_records
 from rasteret_assets.contract import ContractError
 from rasteret_assets.ingest import RecordTableBuilder
-from rasteret_assets.ingest.record_month import scan_record_table_month
+from rasteret_assets.ingest.tables.month import scan_record_table_month
 
 ROWS = 20
 Change = Callable[[pa.Table], pa.Table]

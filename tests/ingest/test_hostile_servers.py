@@ -22,7 +22,7 @@ from servers.moto_s3 import MotoS3
 from servers.range_server import Fault, RangeServer, self_signed_tls
 
 from rasteret_assets.ingest import enrich_table
-from rasteret_assets.ingest.enrich import EnrichmentResult
+from rasteret_assets.ingest.headers.enrich import EnrichmentResult
 from rasteret_assets.storage import RetryPolicy, StorageOptions, StorageRouter
 from rasteret_assets.storage.policy import UrlPolicy
 

@@ -22,17 +22,17 @@ import pytest
 from servers.hostile_stac import HostileStac, Page
 
 import rasteret_assets
-from rasteret_assets.ingest.band_map import BandMapError
-from rasteret_assets.ingest.monthly import scan_stac_month
-from rasteret_assets.ingest.stac_http import JsonClient, ResponseTooLargeError, StacApiError
-from rasteret_assets.ingest.stac_indexer import StacCollectionBuilder
-from rasteret_assets.ingest.stac_items import StacItemError
-from rasteret_assets.ingest.stac_search import PagingLoopError
-from rasteret_assets.ingest.static_catalog import (
+from rasteret_assets.ingest.stac.band_map import BandMapError
+from rasteret_assets.ingest.stac.builder import StacCollectionBuilder
+from rasteret_assets.ingest.stac.http import JsonClient, ResponseTooLargeError, StacApiError
+from rasteret_assets.ingest.stac.items import StacItemError
+from rasteret_assets.ingest.stac.search import PagingLoopError
+from rasteret_assets.ingest.stac.static_catalog import (
     ItemFilter,
     StaticCatalogError,
     walk_static_catalog,
 )
+from rasteret_assets.ingest.steps import scan_stac_month
 from rasteret_assets.storage import RetryPolicy
 
 DEMO = Path(rasteret_assets.__file__).parent / "demo" / "catalog" / "items"

@@ -46,8 +46,8 @@ from rasteret_assets.ingest import (
     EnrichmentFailedError,
     RecordTableBuilder,
 )
-from rasteret_assets.ingest.raster_assets import raster_mask
-from rasteret_assets.ingest.record_assets import rewrite_strings
+from rasteret_assets.ingest.tables.assets import rewrite_strings
+from rasteret_assets.ingest.tables.raster_assets import raster_mask
 from rasteret_assets.storage import StorageOptions, StorageRouter, rewrite_url
 from rasteret_assets.tiff import parse_tiff_bytes
 

@@ -23,8 +23,8 @@ from servers.stac_proxy import StacProxy
 
 from rasteret_assets.collection import Collection
 from rasteret_assets.contract import BandHeader, band_metadata_array
-from rasteret_assets.ingest.band_map import BandMapError
-from rasteret_assets.ingest.stac_indexer import (
+from rasteret_assets.ingest.stac.band_map import BandMapError
+from rasteret_assets.ingest.stac.builder import (
     EnrichmentFailedError,
     NoItemsError,
     StacCollectionBuilder,

@@ -17,8 +17,8 @@ import pytest
 import shapely
 
 from rasteret_assets.contract import ASSET_TYPE, DATETIME_TYPE
-from rasteret_assets.ingest.band_map import BandMap, BandMapError
-from rasteret_assets.ingest.stac_items import (
+from rasteret_assets.ingest.stac.band_map import BandMap, BandMapError
+from rasteret_assets.ingest.stac.items import (
     DECLARED_PROPERTIES,
     PROPERTIES_JSON,
     StacItemConverter,

@@ -31,9 +31,9 @@ from servers.pgstac_server import (
     unique_collection_id,
 )
 
-from rasteret_assets.ingest.stac_http import JsonClient
-from rasteret_assets.ingest.stac_indexer import StacCollectionBuilder
-from rasteret_assets.ingest.stac_search import (
+from rasteret_assets.ingest.stac.builder import StacCollectionBuilder
+from rasteret_assets.ingest.stac.http import JsonClient
+from rasteret_assets.ingest.stac.search import (
     SearchPage,
     iter_search_pages,
     open_api,

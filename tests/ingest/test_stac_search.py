@@ -27,10 +27,10 @@ import shapely
 from servers.rustac_server import RustacServer
 from servers.stac_proxy import Failure, StacProxy
 
-from rasteret_assets.ingest.band_map import BandMap
-from rasteret_assets.ingest.stac_http import JsonClient, StacApiError
-from rasteret_assets.ingest.stac_items import StacItemConverter, record_schema
-from rasteret_assets.ingest.stac_search import (
+from rasteret_assets.ingest.stac.band_map import BandMap
+from rasteret_assets.ingest.stac.http import JsonClient, StacApiError
+from rasteret_assets.ingest.stac.items import StacItemConverter, record_schema
+from rasteret_assets.ingest.stac.search import (
     SearchPage,
     UnsupportedSearchError,
     iter_search_pages,

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from servers.range_server import RangeServer
 
-from rasteret_assets.ingest.stac_http import JsonClient
-from rasteret_assets.ingest.static_catalog import (
+from rasteret_assets.ingest.stac.http import JsonClient
+from rasteret_assets.ingest.stac.static_catalog import (
     ItemFilter,
     StaticCatalogError,
     resolve_href,

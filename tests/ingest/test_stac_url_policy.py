@@ -9,7 +9,7 @@ import json
 import pytest
 from servers.range_server import Fault, RangeServer
 
-from rasteret_assets.ingest.stac_http import JsonClient, StacApiError
+from rasteret_assets.ingest.stac.http import JsonClient, StacApiError
 
 METADATA_URLS = [
     "http://169.254.169.254/latest/meta-data/iam/security-credentials/",

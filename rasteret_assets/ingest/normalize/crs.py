@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rasteret_assets.contract import CRS, PROJ_EPSG, ContractError
-from rasteret_assets.ingest.bad_values import example
+from rasteret_assets.ingest.normalize.bad_values import example
 
 PROJ_CODE = "proj:code"
 PROJ_WKT2 = "proj:wkt2"

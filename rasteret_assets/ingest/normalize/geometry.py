@@ -25,7 +25,7 @@ import pyarrow as pa
 import shapely
 
 from rasteret_assets.contract import BBOX_TYPE, SCENE_BBOX_TYPE, ContractError, describe_ids
-from rasteret_assets.ingest.bad_values import example
+from rasteret_assets.ingest.normalize.bad_values import example
 
 _LINEAR_TYPES = (1, 2)  # LineString, LinearRing
 #: Text geometries are GeoJSON; WKT or hex WKB in a string column is a common mistake.

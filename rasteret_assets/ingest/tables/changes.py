@@ -22,8 +22,8 @@ import pyarrow.parquet as pq
 
 from rasteret_assets.collection.store import is_hidden
 from rasteret_assets.contract import DATETIME, ID
-from rasteret_assets.ingest.normalize import START_DATETIME, acquisition_times, record_ids
-from rasteret_assets.ingest.record_source import ColumnAliases
+from rasteret_assets.ingest.normalize.table import START_DATETIME, acquisition_times, record_ids
+from rasteret_assets.ingest.tables.scan import ColumnAliases
 
 
 @dataclass(frozen=True)

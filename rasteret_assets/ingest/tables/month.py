@@ -16,10 +16,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rasteret_assets.contract import ASSETS, DATETIME, ContractError
-from rasteret_assets.ingest.parquet_record_table import RecordTableBuilder
-from rasteret_assets.ingest.record_plan import EmptyRecordTableError
-from rasteret_assets.ingest.record_source import ColumnAliases, RecordSource, month_predicate
-from rasteret_assets.ingest.table_columns import with_column
+from rasteret_assets.ingest.normalize.columns import with_column
+from rasteret_assets.ingest.tables.builder import RecordTableBuilder
+from rasteret_assets.ingest.tables.plan import EmptyRecordTableError
+from rasteret_assets.ingest.tables.scan import ColumnAliases, RecordSource, month_predicate
 from rasteret_assets.storage import redact_url
 
 

@@ -23,13 +23,13 @@ from rasteret_assets.contract import (
     band_metadata_array,
     metadata_column,
 )
-from rasteret_assets.ingest.header_fetch import (
+from rasteret_assets.ingest.headers.engine import (
     HeaderOutcome,
     ProgressLog,
     fetch_headers,
 )
-from rasteret_assets.ingest.outcomes import outcomes_table
-from rasteret_assets.ingest.table_columns import with_column
+from rasteret_assets.ingest.headers.rows import outcomes_table
+from rasteret_assets.ingest.normalize.columns import with_column
 from rasteret_assets.storage import (
     RetryPolicy,
     StorageBackend,

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rasteret_assets.contract import DATETIME_TYPE, ContractError, describe_ids
-from rasteret_assets.ingest.bad_values import example
+from rasteret_assets.ingest.normalize.bad_values import example
 
 #: A zone designator after the time of day: ``Z`` or ``±HH:MM`` (``±HHMM`` / ``±HH`` tolerated).
 #: Anchored on the time so the day of a bare date (``2024-01-15``) is not read as an offset.

@@ -37,8 +37,8 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from rasteret_assets.collection import parse_instant
-from rasteret_assets.ingest.stac_http import JsonClient, StacApiError
-from rasteret_assets.ingest.stac_items import StacItemError
+from rasteret_assets.ingest.stac.http import JsonClient, StacApiError
+from rasteret_assets.ingest.stac.items import StacItemError
 from rasteret_assets.storage import redact_url
 
 logger = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rasteret_assets.contract import COG_HEADERS_SCHEMA, IFD_TYPE, ifd_struct_array
-from rasteret_assets.ingest.header_fetch import HeaderOutcome
+from rasteret_assets.ingest.headers.engine import HeaderOutcome
 from rasteret_assets.storage import redact_url
 
 

@@ -51,19 +51,19 @@ from rasteret_assets.contract import (
     ContractError,
     MissingColumnsError,
 )
-from rasteret_assets.ingest.assets import normalize_assets
 from rasteret_assets.ingest.base import CollectionBuilder, run_sync
-from rasteret_assets.ingest.normalize import (
+from rasteret_assets.ingest.headers.chunked import ChunkEnricher, EnrichmentReport
+from rasteret_assets.ingest.normalize.assets import normalize_assets
+from rasteret_assets.ingest.normalize.table import (
     START_DATETIME,
     acquisition_times,
     normalize_table,
     record_ids,
 )
-from rasteret_assets.ingest.record_enrich import ChunkEnricher, EnrichmentReport
-from rasteret_assets.ingest.record_plan import RecordPlan, describe_months, plan_records
-from rasteret_assets.ingest.record_prepare import RecordPreparer
-from rasteret_assets.ingest.record_source import ColumnAliases, RecordSource, month_predicate
-from rasteret_assets.ingest.stac_indexer import EnrichmentFailedError
+from rasteret_assets.ingest.stac.builder import EnrichmentFailedError
+from rasteret_assets.ingest.tables.plan import RecordPlan, describe_months, plan_records
+from rasteret_assets.ingest.tables.prepare import RecordPreparer
+from rasteret_assets.ingest.tables.scan import ColumnAliases, RecordSource, month_predicate
 from rasteret_assets.storage import StorageBackend, StorageOptions, StorageRouter
 
 logger = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rasteret_assets.contract import ASSET_TYPE, ContractError, describe_ids
-from rasteret_assets.ingest.bad_values import example
+from rasteret_assets.ingest.normalize.bad_values import example
 
 
 def normalize_assets(values: pa.Array, ids: pa.Array, column: str) -> pa.StructArray:

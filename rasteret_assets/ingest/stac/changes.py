@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from rasteret_assets.collection import parse_instant
-from rasteret_assets.ingest.stac_http import JsonClient
-from rasteret_assets.ingest.stac_search import iter_search_pages, open_api, search_parameters
+from rasteret_assets.ingest.stac.http import JsonClient
+from rasteret_assets.ingest.stac.search import iter_search_pages, open_api, search_parameters
 
 #: Items read per evaluation at most, so a sensor tick stays well inside its time limit.
 MAX_ITEMS_PER_TICK = 10_000

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rasteret_assets.contract import ID, ContractError, DuplicateIdsError
-from rasteret_assets.ingest.normalize import acquisition_times, record_ids
+from rasteret_assets.ingest.normalize.table import acquisition_times, record_ids
 
 
 class EmptyRecordTableError(ContractError):

@@ -22,16 +22,16 @@ import numpy as np
 import pyarrow as pa
 
 from rasteret_assets.contract import ASSETS, ContractError
-from rasteret_assets.ingest.assets import asset_children, normalize_assets
-from rasteret_assets.ingest.raster_assets import raster_mask
-from rasteret_assets.ingest.record_assets import (
+from rasteret_assets.ingest.normalize.assets import asset_children, normalize_assets
+from rasteret_assets.ingest.normalize.columns import with_column
+from rasteret_assets.ingest.tables.assets import (
     assets_from_hrefs,
     conform_assets,
     rewrite_asset_hrefs,
     set_band_indexes,
 )
-from rasteret_assets.ingest.record_source import ColumnAliases
-from rasteret_assets.ingest.table_columns import with_column
+from rasteret_assets.ingest.tables.raster_assets import raster_mask
+from rasteret_assets.ingest.tables.scan import ColumnAliases
 
 
 class RecordPreparer:

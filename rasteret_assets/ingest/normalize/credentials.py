@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rasteret_assets.contract import ASSETS
-from rasteret_assets.ingest.table_columns import with_column
+from rasteret_assets.ingest.normalize.columns import with_column
 
 #: Query parameters that sign or authorise a request (compared case-insensitively).
 SIGNING_PARAMETERS = frozenset(

@@ -70,9 +70,9 @@ from rasteret_assets.contract import (
     PROJ_EPSG,
     ContractError,
 )
-from rasteret_assets.ingest.bad_values import shorten
-from rasteret_assets.ingest.band_map import BandMap
-from rasteret_assets.ingest.timestamps import normalize_datetime
+from rasteret_assets.ingest.normalize.bad_values import shorten
+from rasteret_assets.ingest.normalize.timestamps import normalize_datetime
+from rasteret_assets.ingest.stac.band_map import BandMap
 from rasteret_assets.storage import rewrite_url
 
 logger = logging.getLogger(__name__)

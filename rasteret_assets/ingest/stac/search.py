@@ -46,7 +46,7 @@ import cql2
 from pystac_client.conformance import ConformanceClasses
 from pystac_client.item_search import ItemSearch
 
-from rasteret_assets.ingest.stac_http import JsonClient, StacApiError
+from rasteret_assets.ingest.stac.http import JsonClient, StacApiError
 from rasteret_assets.storage import redact_url
 
 logger = logging.getLogger(__name__)

@@ -36,28 +36,28 @@ import pyarrow.compute as pc
 
 from rasteret_assets.collection import Collection
 from rasteret_assets.contract import CRS, metadata_column
-from rasteret_assets.ingest.band_map import BandMap
 from rasteret_assets.ingest.base import CollectionBuilder, run_sync
-from rasteret_assets.ingest.enrich import (
+from rasteret_assets.ingest.headers.enrich import (
     EnrichmentResult,
     build_url_index_from_assets,
     enrich_table,
 )
-from rasteret_assets.ingest.normalize import build_collection_from_table
-from rasteret_assets.ingest.stac_http import DEFAULT_MAX_RESPONSE_BYTES, JsonClient
-from rasteret_assets.ingest.stac_items import ItemCounts, StacItemConverter, StacItemError
-from rasteret_assets.ingest.stac_search import (
+from rasteret_assets.ingest.normalize.columns import with_column
+from rasteret_assets.ingest.normalize.table import build_collection_from_table
+from rasteret_assets.ingest.stac.band_map import BandMap
+from rasteret_assets.ingest.stac.http import DEFAULT_MAX_RESPONSE_BYTES, JsonClient
+from rasteret_assets.ingest.stac.items import ItemCounts, StacItemConverter, StacItemError
+from rasteret_assets.ingest.stac.search import (
     DEFAULT_PAGE_SIZE,
     iter_search_pages,
     open_api,
     search_parameters,
 )
-from rasteret_assets.ingest.static_catalog import (
+from rasteret_assets.ingest.stac.static_catalog import (
     DEFAULT_CONCURRENCY,
     ItemFilter,
     walk_static_items,
 )
-from rasteret_assets.ingest.table_columns import with_column
 from rasteret_assets.sources import CloudConfig, UnknownDataSourceError, find_source, list_sources
 from rasteret_assets.storage import (
     RetryPolicy,

@@ -31,10 +31,10 @@ from rasteret_assets.contract import (
     BandHeader,
     metadata_column,
 )
-from rasteret_assets.ingest.enrich import BandColumns
-from rasteret_assets.ingest.header_fetch import HeaderOutcome, ProgressLog, fetch_headers
-from rasteret_assets.ingest.stac_indexer import with_header_crs
-from rasteret_assets.ingest.table_columns import with_column
+from rasteret_assets.ingest.headers.engine import HeaderOutcome, ProgressLog, fetch_headers
+from rasteret_assets.ingest.headers.enrich import BandColumns
+from rasteret_assets.ingest.normalize.columns import with_column
+from rasteret_assets.ingest.stac.builder import with_header_crs
 from rasteret_assets.storage import RetryPolicy, StorageBackend, redact_url
 
 logger = logging.getLogger(__name__)

@@ -53,18 +53,18 @@ from rasteret_assets.contract import (
     require_columns,
     require_unique_ids,
 )
-from rasteret_assets.ingest.assets import normalize_assets
-from rasteret_assets.ingest.bad_values import example
-from rasteret_assets.ingest.crs import SOURCE_COLUMNS as CRS_SOURCE_COLUMNS
-from rasteret_assets.ingest.crs import raster_crs
-from rasteret_assets.ingest.geometry import (
+from rasteret_assets.ingest.normalize.assets import normalize_assets
+from rasteret_assets.ingest.normalize.bad_values import example
+from rasteret_assets.ingest.normalize.crs import SOURCE_COLUMNS as CRS_SOURCE_COLUMNS
+from rasteret_assets.ingest.normalize.crs import raster_crs
+from rasteret_assets.ingest.normalize.geometry import (
     bbox_array,
     footprint_bounds,
     geometries_from_column,
     scene_bbox_array,
     to_wkb,
 )
-from rasteret_assets.ingest.timestamps import normalize_datetime
+from rasteret_assets.ingest.normalize.timestamps import normalize_datetime
 
 START_DATETIME = "start_datetime"
 

@@ -18,11 +18,11 @@ import pyarrow.compute as pc
 
 from rasteret_assets.contract import ASSETS, DATETIME, BandHeader, band_metadata_array
 from rasteret_assets.contract import metadata_column as metadata_name
-from rasteret_assets.ingest.header_fetch import HeaderOutcome, ProgressLog, fetch_headers
-from rasteret_assets.ingest.header_table import headers_by_url
-from rasteret_assets.ingest.outcomes import outcomes_table
-from rasteret_assets.ingest.stac_indexer import StacCollectionBuilder, with_header_crs
-from rasteret_assets.ingest.table_columns import with_column
+from rasteret_assets.ingest.headers.engine import HeaderOutcome, ProgressLog, fetch_headers
+from rasteret_assets.ingest.headers.rows import outcomes_table
+from rasteret_assets.ingest.headers.stored import headers_by_url
+from rasteret_assets.ingest.normalize.columns import with_column
+from rasteret_assets.ingest.stac.builder import StacCollectionBuilder, with_header_crs
 from rasteret_assets.storage import RetryPolicy, StorageBackend, redact_url
 
 logger = logging.getLogger(__name__)

@@ -24,8 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rasteret_assets.contract import ASSET_TYPE, ContractError
-from rasteret_assets.ingest.assets import reject_records
-from rasteret_assets.ingest.bad_values import example
+from rasteret_assets.ingest.normalize.assets import reject_records
+from rasteret_assets.ingest.normalize.bad_values import example
 
 _MAX_BINARY = int(np.iinfo(np.int32).max)
 

@@ -1,0 +1,1 @@
+"""STAC sources: API search, static catalogs, items to records, change queries."""

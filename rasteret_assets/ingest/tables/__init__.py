@@ -1,0 +1,1 @@
+"""Parquet/GeoParquet record tables: scan, plan, prepare, build, monthly reads, changes."""
