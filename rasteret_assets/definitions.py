@@ -13,12 +13,12 @@ from rasteret_assets.defs.automation import (
     source_job,
     table_changes_sensor,
 )
-from rasteret_assets.defs.config import load_sources
 from rasteret_assets.defs.resources import (
     ConcurrencyResource,
     StorageResource,
     WorkspaceResource,
 )
+from rasteret_assets.sources import load_sources
 
 LOCAL_ROOTS_ENV = "RASTERET_ASSETS_LOCAL_ROOTS"
 

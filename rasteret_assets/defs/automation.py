@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from rasteret_assets.defs.assets import monthly_partitions
-from rasteret_assets.defs.config import SourceConfig
 from rasteret_assets.ingest.base import run_sync
 from rasteret_assets.ingest.stac.changes import changed_months
 from rasteret_assets.ingest.tables.changes import FileState, table_changes
+from rasteret_assets.sources import ResolvedSource as SourceConfig
 
 
 def job_name(source: SourceConfig) -> str:

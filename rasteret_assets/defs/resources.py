@@ -5,19 +5,16 @@ never echoed into metadata or logs.
 
 from __future__ import annotations
 
-import io
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field
 
-from rasteret_assets.collection.store import STAGED_SUFFIX, Store, resolve_filesystem
-from rasteret_assets.defs.config import DEMO_CATALOG
+from rasteret_assets.collection.store import Store, resolve_filesystem
+from rasteret_assets.sources import DEMO_CATALOG
 from rasteret_assets.storage import RetryPolicy, StorageOptions
 from rasteret_assets.storage.policy import ALL_SCHEMES, UrlPolicy
 
@@ -44,7 +41,6 @@ class StorageResource(dg.ConfigurableResource):
     endpoint_url: str | None = Field(default=None, description="S3-compatible endpoint")
     connect_timeout: float = 10.0
     read_timeout: float = 30.0
-    url_rewrite_patterns: dict[str, str] = Field(default_factory=dict)
     allowed_schemes: list[str] = Field(
         default_factory=lambda: sorted(ALL_SCHEMES),
         description="URL schemes assets may use: http, https, s3, s3a, file (plain paths)",
@@ -69,7 +65,11 @@ class StorageResource(dg.ConfigurableResource):
     def options(
         self, max_connections: int, per_host: int, overrides: Mapping[str, Any] | None = None
     ) -> StorageOptions:
-        """``StorageOptions`` for one source: resource settings, then the source's own."""
+        """``StorageOptions`` for one source: resource settings, then the source's own.
+
+        URL rewrites are not storage settings: a source's rewrites were applied once, when
+        its records were made, so the stored href is the URL read here.
+        """
         settings: dict[str, Any] = {
             "anon": self.anon,
             "key": self.key,
@@ -89,11 +89,8 @@ class StorageResource(dg.ConfigurableResource):
                 "a source's storage_options cannot set url_policy: the storage resource's "
                 "allowed_schemes/allowed_hosts/allowed_local_roots apply to every source"
             )
-        rewrites = {**self.url_rewrite_patterns, **source.pop("url_rewrite_patterns", {})}
         settings.update(source)
-        return StorageOptions(
-            **settings, url_rewrite_patterns=rewrites, url_policy=self.url_policy()
-        )
+        return StorageOptions(**settings, url_policy=self.url_policy())
 
 
 class ConcurrencyResource(dg.ConfigurableResource):
@@ -138,29 +135,16 @@ class WorkspaceResource(dg.ConfigurableResource):
         fs, root = resolve_filesystem(self.uri(*parts), storage_options=self.storage_options)
         return Store(fs, root)
 
-    def read_table(self, *parts: str) -> pa.Table | None:
-        """The Parquet file at ``parts`` (``None`` when it does not exist)."""
+    def open_parquet(self, *parts: str) -> pq.ParquetFile | None:
+        """The Parquet file at ``parts`` for streamed reads (``None`` when it does not exist)."""
         store = self.store(*parts[:-1])
         path = store.path(parts[-1])
         store.fs.invalidate_cache(store.root)
         if not store.fs.exists(path):
             return None
-        with store.fs.open(path, "rb") as handle:
-            return pq.read_table(io.BytesIO(handle.read()))
-
-    def write_table(self, table: pa.Table, *parts: str) -> str:
-        """Write ``table`` to ``parts`` atomically (stage, then swap); return its URI."""
-        store = self.store(*parts[:-1])
-        final = store.path(parts[-1])
-        staged = store.path(f".{parts[-1]}.{uuid.uuid4().hex}{STAGED_SUFFIX}")
-        try:
-            with store.open_output(staged) as sink:
-                pq.write_table(table, sink, compression="zstd")
-            store.swap_in(staged, final)
-        except BaseException:
-            store.discard(staged)
-            raise
-        return store.uri(final)
+        if store.local:
+            return pq.ParquetFile(path)
+        return pq.ParquetFile(store.fs.open(path, "rb"))
 
     def remove(self, *parts: str) -> bool:
         """Delete a directory/prefix (a month that no longer has data); True if it existed."""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from rasteret_assets.defs.config import load_sources
+from rasteret_assets.sources import load_sources
 
 #: Runs log to the instance as usual; only the console stays quiet so the summary is readable.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}

@@ -1,29 +1,35 @@
 """A synchronous driver for the sans-I/O parser, for local files, tests and benchmarks.
 
-The async engine drives :func:`parse_header` the same way; this one counts reads so the
-benchmark can report how many round trips a file needs from a given first-read size.
+It only does the I/O a :class:`~rasteret_assets.tiff.driver.HeaderReadDriver` asks for, as
+the async engine does, so both read the same ranges of a file; the counts it returns let the
+benchmark report how many round trips a file needs from a given first-read size.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from rasteret_assets.tiff.buffer import ByteBuffer, NeedBytes, plan_reads
-from rasteret_assets.tiff.errors import CorruptTiffError
+from rasteret_assets.tiff.driver import (
+    DEFAULT_FIRST_READ,
+    DEFAULT_MAX_HEADER_BYTES,
+    DEFAULT_MIN_READ,
+    MAX_ROUNDS,
+    HeaderReadDriver,
+    ReadStats,
+)
 from rasteret_assets.tiff.model import TiffHeader
-from rasteret_assets.tiff.parser import parse_header
 
-DEFAULT_FIRST_READ = 65536
-DEFAULT_MIN_READ = 16384
-MAX_ROUNDS = 64
-
-
-@dataclass(frozen=True, slots=True)
-class ReadStats:
-    reads: int
-    bytes_read: int
+__all__ = [
+    "DEFAULT_FIRST_READ",
+    "DEFAULT_MAX_HEADER_BYTES",
+    "DEFAULT_MIN_READ",
+    "MAX_ROUNDS",
+    "ReadStats",
+    "read_header",
+    "read_header_from_path",
+]
 
 
 def read_header(
@@ -31,37 +37,45 @@ def read_header(
     *,
     first_read: int = DEFAULT_FIRST_READ,
     min_read: int = DEFAULT_MIN_READ,
+    max_header_bytes: int | None = DEFAULT_MAX_HEADER_BYTES,
+    file_size: int | None = None,
 ) -> tuple[TiffHeader, ReadStats]:
     """Parse a header by calling ``read_range(offset, length)`` as few times as possible.
 
-    ``read_range`` returns fewer bytes than asked only at the end of the file.
+    ``read_range`` returns fewer bytes than asked only at the end of the file. A known
+    ``file_size`` (the engine learns it from its first read) lets a header pointing past the
+    end fail as truncated without reading there first.
     """
-    buffer = ByteBuffer()
-    reads = bytes_read = 0
-    pending: list[tuple[int, int]] = [(0, first_read)]
-    for _ in range(MAX_ROUNDS):
-        for offset, length in pending:
-            data = read_range(offset, length)
-            reads += 1
-            bytes_read += len(data)
-            buffer.add(offset, data)
-            if len(data) < length:
-                buffer.mark_end_of_file(offset + len(data))
-        result = parse_header(buffer)
-        if not isinstance(result, NeedBytes):
-            return result, ReadStats(reads, bytes_read)
-        pending = plan_reads(result.ranges, min_read=min_read)
-    raise CorruptTiffError(f"header still incomplete after {MAX_ROUNDS} rounds of reads")
+    driver = HeaderReadDriver(
+        first_read=first_read, min_read=min_read, max_header_bytes=max_header_bytes
+    )
+    while reads := driver.next_reads():
+        chunks = [read_range(offset, length) for offset, length in reads]
+        driver.feed(reads, chunks, file_size=file_size)
+    assert driver.header is not None
+    return driver.header, driver.stats
 
 
 def read_header_from_path(
-    path: str | Path, *, first_read: int = DEFAULT_FIRST_READ
+    path: str | Path,
+    *,
+    first_read: int = DEFAULT_FIRST_READ,
+    min_read: int = DEFAULT_MIN_READ,
+    max_header_bytes: int | None = DEFAULT_MAX_HEADER_BYTES,
 ) -> tuple[TiffHeader, ReadStats]:
-    """Parse the header of a local file with range reads."""
+    """Parse the header of a local file with range reads (knowing its size, as the engine
+    does)."""
     with Path(path).open("rb") as handle:
+        file_size = os.fstat(handle.fileno()).st_size
 
         def read_range(offset: int, length: int) -> bytes:
             handle.seek(offset)
             return handle.read(length)
 
-        return read_header(read_range, first_read=first_read)
+        return read_header(
+            read_range,
+            first_read=first_read,
+            min_read=min_read,
+            max_header_bytes=max_header_bytes,
+            file_size=file_size,
+        )

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rasteret_assets.defs.config import SOURCES_ENV, SourcesConfigError, load_sources
+from rasteret_assets.sources import SOURCES_ENV, SourcesConfigError, load_sources
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,7 +43,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_a_valid_file_loads_typed_sources(tmp_path: Path) -> None:
     landsat, table = load_sources(write(tmp_path, VALID))
-    assert landsat.kind == "stac_api" and landsat.band_codes == ["red", "nir"]
+    assert landsat.kind == "stac_api" and landsat.band_codes == ("red", "nir")
     assert landsat.bbox == (10.0, 45.0, 11.0, 46.0)
     assert table.kind == "record_table" and table.min_header_coverage == 0.5
     assert table.location_options == {"anon": True}

@@ -11,12 +11,12 @@ import pytest
 
 from rasteret_assets.definitions import LOCAL_ROOTS_ENV, build_definitions
 from rasteret_assets.defs.automation import refresh_schedule
-from rasteret_assets.defs.config import SOURCES_ENV, demo_source
+from rasteret_assets.sources import SOURCES_ENV, demo_source, resolve
 from rasteret_assets.storage import StorageError
 
 
 def requests_at(moment: datetime) -> list[dg.RunRequest]:
-    schedule = refresh_schedule(demo_source())
+    schedule = refresh_schedule(resolve(demo_source()))
     with dg.instance_for_test() as instance:
         context = dg.build_schedule_context(instance=instance, scheduled_execution_time=moment)
         return list(schedule(context))

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from rasteret_assets.collection import Collection
-from rasteret_assets.defs.config import SOURCES_ENV
+from rasteret_assets.sources import SOURCES_ENV
 
 #: ``  2024-01          2       6      0      0  6/6 passed``
 SUMMARY_ROW = r"^\s+(\d{4}-\d{2})\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\S+) passed"

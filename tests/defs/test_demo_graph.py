@@ -11,14 +11,14 @@ import pytest
 
 from rasteret_assets.collection import Collection
 from rasteret_assets.defs.assets import build_source_assets
-from rasteret_assets.defs.config import demo_source
 from rasteret_assets.defs.resources import (
     ConcurrencyResource,
     StorageResource,
     WorkspaceResource,
 )
+from rasteret_assets.sources import demo_source, resolve
 
-SOURCE = demo_source()
+SOURCE = resolve(demo_source())
 ASSETS = build_source_assets(SOURCE)
 
 
@@ -106,7 +106,7 @@ def test_a_month_below_the_coverage_threshold_is_not_published(tmp_path: Path) -
     headers = pq.read_table(headers_file)
     pq.write_table(headers.slice(1), headers_file)
     before = Collection.open(tmp_path / "demo" / "collection").to_table()
-    strict = SOURCE.model_copy(update={"min_header_coverage": 1.0})
+    strict = resolve(SOURCE.spec.model_copy(update={"min_header_coverage": 1.0}))
     result = dg.materialize(
         [build_source_assets(strict)[2]],
         partition_key="2024-01-01",

@@ -15,17 +15,25 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from month_records import scan_month
 from servers.moto_s3 import MotoS3
 
 from rasteret_assets.collection import Collection
 from rasteret_assets.contract import ContractError
-from rasteret_assets.defs.assets import build_source_assets, scan_month
+from rasteret_assets.defs.assets import build_source_assets
 from rasteret_assets.defs.automation import table_changes_sensor
-from rasteret_assets.defs.config import SourceConfig, SourcesConfigError, demo_source, load_sources
 from rasteret_assets.defs.resources import (
     ConcurrencyResource,
     StorageResource,
     WorkspaceResource,
+)
+from rasteret_assets.sources import (
+    ResolvedSource,
+    SourcesConfigError,
+    SourceSpec,
+    demo_source,
+    load_sources,
+    resolve,
 )
 
 BANDS = {"red": "red", "green": "green", "nir": "nir"}
@@ -35,7 +43,7 @@ BANDS = {"red": "red", "green": "green", "nir": "nir"}
 def demo_records() -> pa.Table:
     """All demo records (January to March 2024) as a record table would hold them."""
     table, _ = scan_month(
-        demo_source(), datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 4, 1, tzinfo=UTC)
+        resolve(demo_source()), datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 4, 1, tzinfo=UTC)
     )
     assert table is not None
     return table.drop_columns([c for c in ("year", "month") if c in table.column_names])
@@ -45,14 +53,16 @@ def month_of(table: pa.Table, month: int) -> pa.Table:
     return table.filter(pc.equal(pc.month(table.column("datetime")), month))
 
 
-def table_source(location: str, **extra: object) -> SourceConfig:
-    return SourceConfig(
-        name="table",
-        kind="record_table",
-        location=location,
-        band_map=BANDS,
-        start_month="2024-01",
-        **extra,
+def table_source(location: str, **extra: object) -> ResolvedSource:
+    return resolve(
+        SourceSpec(
+            name="table",
+            kind="record_table",
+            location=location,
+            band_map=BANDS,
+            start_month="2024-01",
+            **extra,
+        )
     )
 
 
@@ -84,7 +94,7 @@ def test_band_map_naming_a_missing_asset_is_a_typed_error(
 ) -> None:
     path = tmp_path / "records.parquet"
     pq.write_table(demo_records, path)
-    source = table_source(str(path)).model_copy(update={"band_map": {"swir": "B11"}})
+    source = resolve(table_source(str(path)).spec.model_copy(update={"band_map": {"swir": "B11"}}))
     with pytest.raises(ContractError, match=r"asset key\(s\) \['B11'\].*'red'"):
         scan_month(source, datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 2, 1, tzinfo=UTC))
 
@@ -99,7 +109,7 @@ def test_a_record_table_source_must_name_its_bands(tmp_path: Path) -> None:
         load_sources(sources)
 
 
-def tick(source: SourceConfig, cursor: str | None) -> dg.SensorResult:
+def tick(source: ResolvedSource, cursor: str | None) -> dg.SensorResult:
     sensor = table_changes_sensor(source)
     with dg.instance_for_test() as instance:
         return sensor(dg.build_sensor_context(cursor=cursor, instance=instance))

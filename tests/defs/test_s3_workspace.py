@@ -12,12 +12,12 @@ from servers.moto_s3 import MotoS3
 
 from rasteret_assets.collection import Collection
 from rasteret_assets.defs.assets import build_source_assets
-from rasteret_assets.defs.config import DEMO_CATALOG, SourceConfig
 from rasteret_assets.defs.resources import (
     ConcurrencyResource,
     StorageResource,
     WorkspaceResource,
 )
+from rasteret_assets.sources import DEMO_CATALOG, SourceSpec, resolve
 
 
 def test_assets_and_workspace_on_s3(
@@ -27,13 +27,15 @@ def test_assets_and_workspace_on_s3(
     items = DEMO_CATALOG.parent / "items"
     for cog in items.rglob("*.tif"):
         moto_s3.put(moto_s3.private_bucket, f"demo/{cog.relative_to(items)}", cog.read_bytes())
-    source = SourceConfig(
-        name="demo_s3",
-        kind="static_catalog",
-        location=str(DEMO_CATALOG),
-        band_map={"red": "red", "nir": "nir"},
-        url_rewrite_patterns={f"{items}/": f"s3://{moto_s3.private_bucket}/demo/"},
-        start_month="2024-01",
+    source = resolve(
+        SourceSpec(
+            name="demo_s3",
+            kind="static_catalog",
+            location=str(DEMO_CATALOG),
+            band_map={"red": "red", "nir": "nir"},
+            url_rewrite_patterns={f"{items}/": f"s3://{moto_s3.private_bucket}/demo/"},
+            start_month="2024-01",
+        )
     )
     s3 = {
         "key": moto_s3.key_id,

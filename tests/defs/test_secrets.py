@@ -20,16 +20,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from month_records import scan_month
 from servers.range_server import RangeServer
 
-from rasteret_assets.defs.assets import build_source_assets, scan_month
-from rasteret_assets.defs.config import DEMO_CATALOG, SourceConfig, demo_source
+from rasteret_assets.defs.assets import build_source_assets
 from rasteret_assets.defs.resources import (
     ConcurrencyResource,
     StorageResource,
     WorkspaceResource,
 )
 from rasteret_assets.ingest.normalize.credentials import strip_credentials
+from rasteret_assets.sources import DEMO_CATALOG, SourceSpec, demo_source, resolve
 
 SIGNATURE = "PLANTEDsignature0123456789abcdef"
 ACCESS_KEY = "AKIAPLANTEDACCESSKEY"
@@ -44,7 +45,7 @@ def signed_records(server: RangeServer) -> pa.Table:
     items = DEMO_CATALOG.parent / "items"
     server.add_directory("/cogs", items)
     table, _ = scan_month(
-        demo_source(), datetime(2024, 2, 1, tzinfo=UTC), datetime(2024, 3, 1, tzinfo=UTC)
+        resolve(demo_source()), datetime(2024, 2, 1, tzinfo=UTC), datetime(2024, 3, 1, tzinfo=UTC)
     )
     assert table is not None
     host = server.base_url.split("://", 1)[1]
@@ -95,12 +96,14 @@ def test_a_run_writes_and_logs_no_credential(
     table_path.parent.mkdir()
     pq.write_table(signed_records(range_server), table_path)
     monkeypatch.setenv("PLANTED_S3_SECRET", S3_SECRET)
-    source = SourceConfig(
-        name="signed",
-        kind="record_table",
-        location=str(table_path),
-        band_map={"red": "red", "green": "green", "nir": "nir"},
-        start_month="2024-01",
+    source = resolve(
+        SourceSpec(
+            name="signed",
+            kind="record_table",
+            location=str(table_path),
+            band_map={"red": "red", "green": "green", "nir": "nir"},
+            start_month="2024-01",
+        )
     )
     written = tmp_path / "written"
     resources = {

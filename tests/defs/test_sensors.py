@@ -13,23 +13,25 @@ from servers.pgstac_server import PgstacApi, collection_from_items, unique_colle
 from servers.rustac_server import RustacServer
 
 from rasteret_assets.defs.automation import new_items_sensor
-from rasteret_assets.defs.config import SourceConfig
+from rasteret_assets.sources import ResolvedSource, SourceSpec, resolve
 
 GEOPARQUET = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "geoparquet"
 
 
-def landsat_source(url: str) -> SourceConfig:
-    return SourceConfig(
-        name="landsat",
-        kind="stac_api",
-        location=url,
-        collection="landsat-c2-l2",
-        band_map={"red": "red"},
-        start_month="2023-01",
+def landsat_source(url: str) -> ResolvedSource:
+    return resolve(
+        SourceSpec(
+            name="landsat",
+            kind="stac_api",
+            location=url,
+            collection="landsat-c2-l2",
+            band_map={"red": "red"},
+            start_month="2023-01",
+        )
     )
 
 
-def evaluate(source: SourceConfig, cursor: str | None) -> dg.SensorResult:
+def evaluate(source: ResolvedSource, cursor: str | None) -> dg.SensorResult:
     sensor = new_items_sensor(source)
     with dg.instance_for_test() as instance:
         context = dg.build_sensor_context(cursor=cursor, instance=instance)
@@ -87,13 +89,15 @@ def test_items_added_between_ticks_trigger_exactly_their_months(
     seed = item("seed", "2024-01-15T10:00:00Z", datetime(2024, 1, 16, tzinfo=UTC))
     pgstac_api.add_collection(collection_from_items(collection_id, [seed], "sensor test"))
     pgstac_api.add_item(seed, collection_id)
-    source = SourceConfig(
-        name="pgstac",
-        kind="stac_api",
-        location=pgstac_api.url,
-        collection=collection_id,
-        band_map={"red": "B04"},
-        start_month="2024-01",
+    source = resolve(
+        SourceSpec(
+            name="pgstac",
+            kind="stac_api",
+            location=pgstac_api.url,
+            collection=collection_id,
+            band_map={"red": "B04"},
+            start_month="2024-01",
+        )
     )
     first = evaluate(source, None)
     assert not first.run_requests

@@ -12,28 +12,30 @@ import pyarrow.parquet as pq
 import pytest
 
 from rasteret_assets.defs.assets import build_source_assets
-from rasteret_assets.defs.config import DEMO_CATALOG, SourceConfig, demo_source
 from rasteret_assets.defs.resources import (
     ConcurrencyResource,
     StorageResource,
     WorkspaceResource,
 )
+from rasteret_assets.sources import DEMO_CATALOG, ResolvedSource, demo_source, resolve
 
 MONTH = "2024-02-01"
 
 
 @pytest.fixture
-def copied_source(tmp_path: Path) -> SourceConfig:
+def copied_source(tmp_path: Path) -> ResolvedSource:
     """The demo catalog copied outside the package: same COGs, a root nobody allowed yet."""
     catalog = tmp_path / "catalog"
     shutil.copytree(DEMO_CATALOG.parent, catalog)
-    return demo_source().model_copy(
-        update={"name": "copied", "location": str(catalog / "catalog.json")}
+    return resolve(
+        demo_source().model_copy(
+            update={"name": "copied", "location": str(catalog / "catalog.json")}
+        )
     )
 
 
 def materialize(
-    source: SourceConfig, root: Path, storage: StorageResource
+    source: ResolvedSource, root: Path, storage: StorageResource
 ) -> tuple[dg.ExecuteInProcessResult, pq.ParquetFile]:
     result = dg.materialize(
         build_source_assets(source),
@@ -52,7 +54,7 @@ def materialize(
 
 
 def test_local_files_outside_the_allowed_roots_are_forbidden_rows(
-    copied_source: SourceConfig, tmp_path: Path
+    copied_source: ResolvedSource, tmp_path: Path
 ) -> None:
     result, headers_file = materialize(copied_source, tmp_path / "ws", StorageResource())
     headers = headers_file.read()
@@ -65,7 +67,9 @@ def test_local_files_outside_the_allowed_roots_are_forbidden_rows(
     assert not (tmp_path / "ws" / "copied" / "collection" / "year=2024").exists()
 
 
-def test_an_allowed_root_admits_the_same_files(copied_source: SourceConfig, tmp_path: Path) -> None:
+def test_an_allowed_root_admits_the_same_files(
+    copied_source: ResolvedSource, tmp_path: Path
+) -> None:
     storage = StorageResource(allowed_local_roots=[str(tmp_path / "catalog")])
     result, headers = materialize(copied_source, tmp_path / "ws", storage)
     assert result.success
@@ -73,7 +77,7 @@ def test_an_allowed_root_admits_the_same_files(copied_source: SourceConfig, tmp_
 
 
 def test_the_demo_source_is_allowed_by_default(tmp_path: Path) -> None:
-    result, headers = materialize(demo_source(), tmp_path / "ws", StorageResource())
+    result, headers = materialize(resolve(demo_source()), tmp_path / "ws", StorageResource())
     assert result.success
     assert set(headers.read().column("status").to_pylist()) == {"ok"}
 

@@ -245,8 +245,28 @@ def test_reference_signature_returns_the_table(range_server: RangeServer) -> Non
     enriched = asyncio.run(
         enrich_table_with_cog_metadata(table, index, ["B01"], max_concurrent=3, batch_size=1)
     )
-    assert enriched.column_names == ["id", "assets", "B01_metadata"]
+    assert enriched.column_names == ["id", "assets", "B01_metadata", "proj:epsg", "crs"]
     assert enriched.column("B01_metadata")[0]["image_width"].as_py() == 2658
+    # Row-level CRS comes from the header where the table has none (rasteret 0.4.1 does this;
+    # without it rasteret cannot read the collection).
+    header_crs = enriched.column("B01_metadata")[0]["crs"].as_py()
+    assert header_crs and header_crs.startswith("EPSG:")
+    assert enriched.column("crs").to_pylist() == [header_crs]
+    assert enriched.column("proj:epsg").to_pylist() == [int(header_crs.split(":")[1])]
+
+
+def test_reference_function_keeps_declared_crs(range_server: RangeServer) -> None:
+    url = range_server.url("/fixtures/rio-tiler/cog.tif")
+    table = record_table([url, url + "?copy=2"]).append_column(
+        "proj:epsg", pa.array([4326, None], pa.int64())
+    )
+    enriched = asyncio.run(
+        enrich_table_with_cog_metadata(table, build_url_index_from_assets(table), ["B01"])
+    )
+    header_epsg = enriched.column("B01_metadata")[1]["crs"].as_py().split(":")[1]
+    assert header_epsg != "4326"
+    assert enriched.column("proj:epsg").to_pylist() == [4326, int(header_epsg)]
+    assert enriched.column("crs").to_pylist() == ["EPSG:4326", f"EPSG:{header_epsg}"]
 
 
 def test_add_band_metadata_columns_from_parsed_headers(tiff_fixtures: Path) -> None:

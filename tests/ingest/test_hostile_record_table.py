@@ -24,7 +24,7 @@ from servers.range_server import RangeServer
 from ingest.synthetic_records import synthetic_records
 from rasteret_assets.contract import ContractError
 from rasteret_assets.ingest import RecordTableBuilder
-from rasteret_assets.ingest.tables.month import scan_record_table_month
+from rasteret_assets.ingest.tables.month import month_tables
 
 ROWS = 20
 Change = Callable[[pa.Table], pa.Table]
@@ -214,7 +214,7 @@ def test_monthly_records_step_raises_the_same_errors(tmp_path: Path) -> None:
     pq.write_table(change(records()), path)
     start, end = datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 2, 1, tzinfo=UTC)
     with pytest.raises(ContractError, match=pattern) as caught:
-        scan_record_table_month(str(path), start, end)
+        list(month_tables(str(path), start, end, band_map={"B04": "B04"}))
     assert caught.value.column == column
 
 

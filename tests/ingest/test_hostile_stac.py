@@ -13,11 +13,12 @@ import asyncio
 import copy
 import json
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from servers.hostile_stac import HostileStac, Page
 
@@ -32,7 +33,7 @@ from rasteret_assets.ingest.stac.static_catalog import (
     StaticCatalogError,
     walk_static_catalog,
 )
-from rasteret_assets.ingest.steps import scan_stac_month
+from rasteret_assets.ingest.steps import stac_month
 from rasteret_assets.storage import RetryPolicy
 
 DEMO = Path(rasteret_assets.__file__).parent / "demo" / "catalog" / "items"
@@ -40,6 +41,14 @@ DEMO_ITEM = DEMO / "DEMO_T33UVP_20240108" / "DEMO_T33UVP_20240108.json"
 FAST_RETRY = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.02)
 BANDS = {"red": "red", "nir": "nir"}
 JANUARY = (datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 2, 1, tzinfo=UTC))
+
+
+async def collect(tables: AsyncIterator[pa.Table]) -> pa.Table | None:
+    """One table of what a month scan yields (``None`` for none)."""
+    parts = [t async for t in tables]
+    return pa.concat_tables(parts) if parts else None
+
+
 MB = 1024 * 1024
 
 
@@ -299,7 +308,7 @@ def test_items_without_band_assets_are_kept_and_counted(
     two_pages(server, page([no_assets, empty, only_thumbnail, item(7)]))
     built = builder(server)
     with caplog.at_level(logging.WARNING, logger="rasteret_assets.ingest"):
-        table = asyncio.run(scan_stac_month(built, *JANUARY))
+        table = asyncio.run(collect(stac_month(built, *JANUARY)))
     assert table is not None
     rows = {r["id"]: r["assets"] for r in table.select(["id", "assets"]).to_pylist()}
     assert len(rows) == 7

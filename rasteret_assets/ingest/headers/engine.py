@@ -19,25 +19,27 @@ from dataclasses import dataclass
 
 from rasteret_assets.storage import RetryPolicy, StorageBackend, StorageError, redact_url
 from rasteret_assets.storage.base import read_range_with_info
-from rasteret_assets.tiff import (
-    ByteBuffer,
-    NeedBytes,
-    TiffError,
-    TiffHeader,
-    parse_header,
-    plan_reads,
+from rasteret_assets.tiff import TiffError, TiffHeader
+from rasteret_assets.tiff.driver import (
+    DEFAULT_FIRST_READ,
+    DEFAULT_MAX_HEADER_BYTES,
+    DEFAULT_MIN_READ,
+    MAX_ROUNDS,
+    HeaderReadDriver,
 )
-from rasteret_assets.tiff.errors import CorruptTiffError, UnsupportedTiffError
+
+__all__ = [
+    "DEFAULT_FIRST_READ",
+    "DEFAULT_MAX_HEADER_BYTES",
+    "DEFAULT_MIN_READ",
+    "MAX_ROUNDS",
+    "HeaderOutcome",
+    "ProgressLog",
+    "fetch_header",
+    "fetch_headers",
+]
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_FIRST_READ = 65536
-DEFAULT_MIN_READ = 16384
-MAX_ROUNDS = 16
-#: Most bytes one URL's header may cost. A real COG's header is kilobytes to a few MiB (a
-#: 100,000 px square at 512 px tiles has 38,000 tiles: 0.6 MiB of BigTIFF offsets and
-#: counts), while a hostile tag can ask for 256 MiB -- times ``max_concurrent`` workers.
-DEFAULT_MAX_HEADER_BYTES = 32 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,23 +86,23 @@ async def fetch_header(
     started = time.perf_counter()
     loop = asyncio.get_running_loop()
     deadline = None if retry.url_deadline is None else loop.time() + retry.url_deadline
+    # Built before the try: a bad first_read/max_header_bytes is a caller bug, not an outcome.
+    driver = HeaderReadDriver(
+        first_read=first_read, min_read=min_read, max_header_bytes=max_header_bytes
+    )
     tally = _Tally()
     etag = size = None
     try:
+        ((start, length),) = driver.next_reads()
         first, tries = await retry.call(
-            lambda: read_range_with_info(backend, url, 0, first_read), url=url, deadline=deadline
+            lambda: read_range_with_info(backend, url, start, length), url=url, deadline=deadline
         )
         tally.attempts += tries
         tally.requests += tries
         tally.bytes_read += len(first.data)
         etag, size = first.info.etag, first.info.size
-        buffer = ByteBuffer(size)
-        buffer.add(0, first.data)
-        if len(first.data) < first_read:
-            buffer.mark_end_of_file(len(first.data))
-        header = await _complete(
-            url, backend, buffer, retry, min_read, max_header_bytes, tally, deadline
-        )
+        driver.feed([(start, length)], [first.data], file_size=size)
+        header = await _complete(url, backend, driver, retry, tally, deadline)
     except (StorageError, TiffError) as error:
         # A storage failure cost the tries of the call that gave up; a parse failure none.
         failed_tries = (error.attempts or 1) if isinstance(error, StorageError) else 0
@@ -132,35 +134,26 @@ async def fetch_header(
 async def _complete(
     url: str,
     backend: StorageBackend,
-    buffer: ByteBuffer,
+    driver: HeaderReadDriver,
     retry: RetryPolicy,
-    min_read: int,
-    max_header_bytes: int,
     tally: _Tally,
     deadline: float | None,
 ) -> TiffHeader:
-    """Feed the parser the ranges it asks for until it returns a header."""
-    for _ in range(MAX_ROUNDS):
-        result = parse_header(buffer)
-        if not isinstance(result, NeedBytes):
-            return result
-        reads = plan_reads(result.ranges, min_read=min_read)
-        wanted = tally.bytes_read + sum(length for _, length in reads)
-        if wanted > max_header_bytes:
-            raise UnsupportedTiffError(
-                f"header needs {wanted} bytes, more than max_header_bytes={max_header_bytes}"
-            )
+    """Send the follow-up reads the driver asks for until it has a header.
+
+    The driver decides everything about them (planning, round limit, byte budget); this only
+    does the I/O and counts attempts, requests and bytes.
+    """
+    while reads := driver.next_reads():
         chunks, tries = await retry.call(
             lambda r=reads: backend.get_ranges(url, r), url=url, deadline=deadline
         )
         tally.attempts += tries
         tally.requests += tries * len(reads)
-        for (offset, length), data in zip(reads, chunks, strict=True):
-            tally.bytes_read += len(data)
-            buffer.add(offset, data)
-            if len(data) < length:
-                buffer.mark_end_of_file(offset + len(data))
-    raise CorruptTiffError(f"header still incomplete after {MAX_ROUNDS} rounds of reads")
+        tally.bytes_read += sum(len(data) for data in chunks)
+        driver.feed(reads, chunks)
+    assert driver.header is not None
+    return driver.header
 
 
 def _message(error: Exception, url: str) -> str:

@@ -1,41 +1,38 @@
-"""COG header enrichment: ``{band}_metadata`` columns for a record table.
+"""The reference API's enrichment functions, on the one engine and the one join.
 
-Both builders end here. URLs are deduplicated (one fetch serves every record and band that
-uses it), fetched by the streaming engine of :mod:`header_fetch`, and the results are joined
-back by row position — never by record id, so records can never swap metadata.
+``url_index`` (``{record_id: {band: {"url", "band_index"}}}``) names the uses; every unique
+URL is read once by :mod:`.engine`, its outcome becomes a header row (:mod:`.rows`) as it
+arrives, and :func:`.join.join_headers` puts the rows back by row position — never by a
+Python object per header, and never by record id after the index is read, so records can
+never swap metadata.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rasteret_assets.contract import (
-    BAND_METADATA_TYPE,
-    BandHeader,
-    band_metadata_array,
-    metadata_column,
+from rasteret_assets.contract import ASSET_TYPE, ASSETS, CRS, ID, PROJ_EPSG, metadata_column
+from rasteret_assets.ingest.headers.engine import HeaderOutcome, ProgressLog, fetch_headers
+from rasteret_assets.ingest.headers.join import JoinReport, join_headers
+from rasteret_assets.ingest.headers.rows import (
+    outcome_batches,
+    outcomes_table,
+    status_counts,
+    url_identity,
 )
-from rasteret_assets.ingest.headers.engine import (
-    HeaderOutcome,
-    ProgressLog,
-    fetch_headers,
-)
-from rasteret_assets.ingest.headers.rows import outcomes_table
 from rasteret_assets.ingest.normalize.columns import with_column
+from rasteret_assets.ingest.normalize.crs import SOURCE_COLUMNS as CRS_SOURCE_COLUMNS
 from rasteret_assets.storage import (
     RetryPolicy,
     StorageBackend,
     StorageOptions,
     StorageRouter,
-    redact_url,
 )
 
 logger = logging.getLogger(__name__)
@@ -55,7 +52,7 @@ def build_url_index_from_assets(
     wanted = set(band_codes) if band_codes else None
     index: dict[str, dict[str, dict[str, Any]]] = {}
     for record_id, assets in zip(
-        table.column("id").to_pylist(), table.column("assets").to_pylist(), strict=True
+        table.column(ID).to_pylist(), table.column(ASSETS).to_pylist(), strict=True
     ):
         items = assets.items() if isinstance(assets, dict) else (assets or [])
         bands: dict[str, dict[str, Any]] = {}
@@ -73,7 +70,7 @@ def build_url_index_from_assets(
 
 def reject_duplicate_ids(table: pa.Table) -> None:
     """Raise ``ValueError`` naming duplicate record ids (some of them, and how many)."""
-    counts = pc.value_counts(table.column("id"))
+    counts = pc.value_counts(table.column(ID))
     repeated = [v["values"] for v in counts.to_pylist() if v["counts"] > 1]
     if repeated:
         shown = ", ".join(repr(r) for r in repeated[:5])
@@ -86,55 +83,72 @@ class EnrichmentResult:
 
     table: pa.Table
     outcomes: pa.Table
-    band_index_errors: list[str] = field(default_factory=list)
+    report: JoinReport = field(default_factory=JoinReport)
+
+    @property
+    def band_index_errors(self) -> list[str]:
+        return self.report.band_index_examples
 
     @property
     def status_counts(self) -> dict[str, int]:
-        return {
-            row["values"]: row["counts"]
-            for row in pc.value_counts(self.outcomes.column("status")).to_pylist()
-        }
+        return dict(status_counts(self.outcomes))
 
 
-class BandColumns:
-    """Per-band results flushed to Arrow every ``batch_size`` outcomes, scattered at the end.
-
-    Flushing is what keeps enrichment memory flat: a parsed header is a few KB of Python
-    objects, its Arrow row a fraction of that, so headers are converted as they arrive.
-    """
-
-    def __init__(self, bands: Sequence[str], n_rows: int) -> None:
-        self.n_rows = n_rows
-        self.pending: dict[str, list[tuple[int, BandHeader]]] = {b: [] for b in bands}
-        self.chunks: dict[str, list[pa.StructArray]] = {b: [] for b in bands}
-        self.rows: dict[str, list[np.ndarray]] = {b: [] for b in bands}
-
-    def add(self, band: str, row: int, value: BandHeader) -> None:
-        self.pending[band].append((row, value))
-
-    def flush(self) -> None:
-        for band, items in self.pending.items():
-            if items:
-                self.rows[band].append(np.fromiter((r for r, _ in items), np.int64, len(items)))
-                self.chunks[band].append(band_metadata_array([v for _, v in items]))
-                items.clear()
-
-    def column(self, band: str) -> pa.Array:
-        self.flush()
-        if not self.chunks[band]:
-            return pa.nulls(self.n_rows, BAND_METADATA_TYPE)
-        values = pa.concat_arrays(self.chunks[band])
-        positions = np.full(self.n_rows, -1, dtype=np.int64)
-        positions[np.concatenate(self.rows[band])] = np.arange(len(values))
-        indices = pa.array(positions, mask=positions < 0)
-        return pc.take(values, indices)
-
-
-def _default_backend(max_concurrent: int) -> StorageRouter:
-    options = StorageOptions(
-        max_connections=max_concurrent, max_connections_per_host=max_concurrent
+def default_backend(max_concurrent: int) -> StorageRouter:
+    """The storage every library function reads with when the caller gives none."""
+    return StorageRouter(
+        StorageOptions(max_connections=max_concurrent, max_connections_per_host=max_concurrent)
     )
-    return StorageRouter(options)
+
+
+def uses_table(table: pa.Table, url_index: UrlIndex, band_codes: list[str]) -> pa.Table:
+    """``table``'s ids and CRS columns with ``assets`` (``{band: {href, band_index}}``) made
+    from the index: what the join needs, in ``table``'s row order."""
+    ids = [str(i) for i in table.column(ID).to_pylist()]
+    columns = []
+    for band in band_codes:
+        refs = []
+        for record_id in ids:
+            asset = url_index.get(record_id, {}).get(band)
+            url = asset.get("url") if asset else None
+            refs.append(
+                {"href": url, "band_index": int(asset.get("band_index") or 0)} if url else None
+            )
+        columns.append(pa.array(refs, ASSET_TYPE))
+    assets = pa.StructArray.from_arrays(columns, names=band_codes) if band_codes else None
+    crs_columns = {n: table.column(n) for n in CRS_SOURCE_COLUMNS if n in table.column_names}
+    return pa.table({ID: ids, ASSETS: assets, **crs_columns})
+
+
+def urls_to_read(uses: pa.Table, band_codes: list[str]) -> dict[str, str]:
+    """``{identity: href to read}`` of every asset URL ``uses`` names (first href wins)."""
+    assets = uses.column(ASSETS).combine_chunks()
+    urls: dict[str, str] = {}
+    for band in band_codes:
+        hrefs = pc.struct_field(assets.field(band), "href").drop_null().unique()
+        for key, href in zip(url_identity(hrefs).to_pylist(), hrefs.to_pylist(), strict=True):
+            urls.setdefault(key, href)
+    return urls
+
+
+async def read_header_rows(
+    urls: list[str],
+    backend: StorageBackend,
+    *,
+    max_concurrent: int,
+    retry: RetryPolicy | None = None,
+    first_read: int | None = None,
+    batch_size: int = 1000,
+    progress_every: float = 5.0,
+) -> pa.Table:
+    """One header row per URL, read by the engine and converted batch by batch."""
+    kwargs = {} if first_read is None else {"first_read": first_read}
+    progress = ProgressLog(len(urls), every_seconds=progress_every)
+    stream = fetch_headers(
+        urls, backend, max_concurrent=max_concurrent, retry=retry, progress=progress, **kwargs
+    )
+    batches = [rows async for rows in outcome_batches(stream, batch_size=batch_size)]
+    return pa.concat_tables(batches) if batches else outcomes_table([])
 
 
 async def enrich_table(
@@ -149,68 +163,47 @@ async def enrich_table(
     first_read: int | None = None,
     progress_every: float = 5.0,
 ) -> EnrichmentResult:
-    """Fetch every unique asset URL's header and add one ``{band}_metadata`` column per band."""
+    """Fetch every unique asset URL's header; add ``{band}_metadata``, ``proj:epsg``, ``crs``.
+
+    ``batch_size`` is how many outcomes are converted to header rows at a time.
+    """
     if not band_codes:
         raise ValueError("band_codes is empty: name at least one band to enrich")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     reject_duplicate_ids(table)
-    ids = [str(i) for i in table.column("id").to_pylist()]
-    users: dict[str, list[tuple[int, str, int]]] = defaultdict(list)
-    for row, record_id in enumerate(ids):
-        for band, asset in url_index.get(record_id, {}).items():
-            if band in band_codes and asset.get("url"):
-                users[asset["url"]].append((row, band, int(asset.get("band_index") or 0)))
-    if not users:
+    uses = uses_table(table, url_index, band_codes)
+    urls = urls_to_read(uses, band_codes)
+    if not urls:
         raise ValueError(
-            f"no asset URLs for bands {band_codes} in {len(ids)} records: check band_codes "
-            "against the assets of the records"
+            f"no asset URLs for bands {band_codes} in {table.num_rows} records: check "
+            "band_codes against the assets of the records"
         )
-
-    own_backend = backend is None
-    store = backend if backend is not None else _default_backend(max_concurrent)
-    columns = BandColumns(band_codes, len(ids))
-    outcome_chunks: list[pa.Table] = []
-    buffered: list[HeaderOutcome] = []
-    band_index_errors: list[str] = []
-    progress = ProgressLog(len(users), every_seconds=progress_every)
-    kwargs = {} if first_read is None else {"first_read": first_read}
+    store = backend if backend is not None else default_backend(max_concurrent)
     try:
-        async for outcome in fetch_headers(
-            users, store, max_concurrent=max_concurrent, retry=retry, progress=progress, **kwargs
-        ):
-            if outcome.header is not None:
-                samples = outcome.header.image.samples_per_pixel
-                for row, band, band_index in users[outcome.url]:
-                    if band_index < samples:
-                        columns.add(
-                            band,
-                            row,
-                            BandHeader(outcome.header, band_index, outcome.etag, outcome.size),
-                        )
-                    else:
-                        band_index_errors.append(
-                            f"record {ids[row]!r} band {band!r}: band_index {band_index} but "
-                            f"{redact_url(outcome.url)} has {samples} samples"
-                        )
-            buffered.append(outcome)
-            if len(buffered) >= batch_size:
-                outcome_chunks.append(outcomes_table(buffered))
-                buffered.clear()
-                columns.flush()
+        rows = await read_header_rows(
+            list(urls.values()),
+            store,
+            max_concurrent=max_concurrent,
+            retry=retry,
+            first_read=first_read,
+            batch_size=batch_size,
+            progress_every=progress_every,
+        )
     finally:
-        if own_backend:
+        if backend is None:
             await store.close()
-    outcome_chunks.append(outcomes_table(buffered))
-    for message in band_index_errors:
+    joined, report = join_headers(uses, rows, band_codes)
+    for message in report.band_index_examples:
         logger.warning("no metadata for %s", message)
+    return EnrichmentResult(_carry(table, joined, band_codes), rows, report)
 
-    enriched = table
-    for band in band_codes:
-        name = metadata_column(band)
-        column = columns.column(band)
-        enriched = with_column(enriched, name, column)
-    return EnrichmentResult(enriched, pa.concat_tables(outcome_chunks), band_index_errors)
+
+def _carry(table: pa.Table, joined: pa.Table, band_codes: list[str]) -> pa.Table:
+    """``table`` with the join's metadata and CRS columns (the join kept declared CRSs)."""
+    for name in [*map(metadata_column, band_codes), PROJ_EPSG, CRS]:
+        table = with_column(table, name, joined.column(name))
+    return table
 
 
 async def enrich_table_with_cog_metadata(
@@ -224,7 +217,9 @@ async def enrich_table_with_cog_metadata(
 ) -> pa.Table:
     """Parse COG headers and add ``{band}_metadata`` columns (the reference API's signature).
 
-    A failed asset leaves a null in its row and band; :func:`enrich_table` also returns why.
+    Row-level ``proj:epsg`` and ``crs`` are filled from the headers where the table has
+    none. A failed asset leaves a null in its row and band; :func:`enrich_table` also says
+    why.
     """
     result = await enrich_table(
         table,
@@ -243,21 +238,40 @@ def add_band_metadata_columns(
     """Append ``{band}_metadata`` columns from already-parsed headers.
 
     Each item is ``{"record_id", "band", "header"}`` (a parsed :class:`TiffHeader`) with
-    optional ``band_index``, ``etag`` and ``size``. Rows are matched by id, which must be unique.
+    optional ``band_index``, ``etag`` and ``size``. Rows are matched by id, which must be
+    unique. The headers go through the same header rows and join as fetched ones.
     """
     reject_duplicate_ids(table)
-    row_of = {str(record_id): row for row, record_id in enumerate(table.column("id").to_pylist())}
-    columns = BandColumns(band_codes, table.num_rows)
-    for item in processed_items:
+    known = {str(record_id) for record_id in table.column(ID).to_pylist()}
+    outcomes: list[HeaderOutcome] = []
+    index: dict[str, dict[str, dict[str, Any]]] = {}
+    for number, item in enumerate(processed_items):
         record_id, band = str(item["record_id"]), item["band"]
-        if record_id not in row_of:
+        if record_id not in known:
             raise ValueError(f"processed item for unknown record id {record_id!r}")
         if band not in band_codes:
             continue
-        value = BandHeader(
-            item["header"], int(item.get("band_index") or 0), item.get("etag"), item.get("size")
+        key = f"processed-item:{number}"
+        outcomes.append(
+            HeaderOutcome(
+                url=key,
+                status="ok",
+                error=None,
+                attempts=0,
+                requests=0,
+                bytes_read=0,
+                elapsed=0.0,
+                etag=item.get("etag"),
+                size=item.get("size"),
+                header=item["header"],
+            )
         )
-        columns.add(band, row_of[record_id], value)
+        index.setdefault(record_id, {})[band] = {
+            "url": key,
+            "band_index": int(item.get("band_index") or 0),
+        }
+    uses = uses_table(table, index, band_codes)
+    joined, _ = join_headers(uses, outcomes_table(outcomes), band_codes)
     for band in band_codes:
-        table = table.append_column(metadata_column(band), columns.column(band))
+        table = table.append_column(metadata_column(band), joined.column(metadata_column(band)))
     return table

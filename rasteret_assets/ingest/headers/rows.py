@@ -1,4 +1,15 @@
-"""Header outcomes as Arrow: the rows of the ``cog_headers`` table."""
+"""Header rows: the one format a parsed header travels in, from the engine to every join.
+
+One row per URL (:data:`~rasteret_assets.contract.COG_HEADERS_SCHEMA`): what happened to
+the URL (status, error class, cost) and, for successes, every IFD level and geo field. The
+engine's outcomes become rows in batches as they arrive (:func:`outcomes_table`), are
+streamed into Parquet by :func:`write_outcomes` (the ``cog_headers`` asset) or held as Arrow
+by the library functions, and are joined back to records by :mod:`.join`.
+
+A URL has one identity everywhere (:func:`url_identity`): the href without userinfo and
+signing parameters. That is what the ``url`` column holds and what the join looks up, so a
+presigned href and the same object's stored, credential-free href are one URL.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +18,38 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rasteret_assets.contract import COG_HEADERS_SCHEMA, IFD_TYPE, ifd_struct_array
 from rasteret_assets.ingest.headers.engine import HeaderOutcome
-from rasteret_assets.storage import redact_url
+from rasteret_assets.ingest.normalize.credentials import strip_credentials, strip_href_array
+
+#: The columns a join reads; the rest describe the fetch.
+JOIN_COLUMNS = (
+    "url",
+    "status",
+    "etag",
+    "size",
+    "ifds",
+    "transform",
+    "pixel_scale",
+    "tiepoint",
+    "nodata",
+    "epsg",
+    "crs",
+)
+
+#: The ``cog_headers`` columns without the parsed header: a light per-URL account.
+HEADER_STATUS_SCHEMA = pa.schema(
+    COG_HEADERS_SCHEMA.field(name)
+    for name in COG_HEADERS_SCHEMA.names[: COG_HEADERS_SCHEMA.get_field_index("ifds")]
+)
+
+
+def url_identity(hrefs: pa.Array) -> pa.Array:
+    """The identity of each href: without userinfo and signing query parameters."""
+    return strip_href_array(hrefs)[0]
 
 
 def outcomes_table(outcomes: Sequence[HeaderOutcome]) -> pa.Table:
@@ -35,8 +73,8 @@ def outcomes_table(outcomes: Sequence[HeaderOutcome]) -> pa.Table:
         return pa.array([None if v is None else list(v) for v in values], pa.list_(pa.float64()))
 
     columns = {
-        # Signed query strings are credentials: they never reach a written table.
-        "url": pa.array([redact_url(o.url) for o in outcomes], pa.string()),
+        # Credentials never reach a written table; the identity is what joins look up.
+        "url": pa.array([strip_credentials(o.url) for o in outcomes], pa.string()),
         "status": pa.array([o.status for o in outcomes], pa.string()),
         "error": pa.array([o.error for o in outcomes], pa.string()),
         "attempts": pa.array([o.attempts for o in outcomes], pa.int32()),
@@ -56,6 +94,30 @@ def outcomes_table(outcomes: Sequence[HeaderOutcome]) -> pa.Table:
     return pa.Table.from_pydict(columns, schema=COG_HEADERS_SCHEMA)
 
 
+async def outcome_batches(
+    outcomes: AsyncIterator[HeaderOutcome], *, batch_size: int = 1000
+) -> AsyncIterator[pa.Table]:
+    """Header rows in tables of ``batch_size`` as outcomes arrive (the last may be shorter).
+
+    Converting as they arrive is what keeps memory flat: a parsed header is kilobytes of
+    Python objects, its Arrow row a fraction of that.
+    """
+    batch: list[HeaderOutcome] = []
+    async for outcome in outcomes:
+        batch.append(outcome)
+        if len(batch) >= batch_size:
+            yield outcomes_table(batch)
+            batch.clear()
+    if batch:
+        yield outcomes_table(batch)
+
+
+def status_counts(rows: pa.Table) -> Counter[str]:
+    """How many rows have each status."""
+    counts = pc.value_counts(rows.column("status")).to_pylist() if rows.num_rows else []
+    return Counter({c["values"]: c["counts"] for c in counts})
+
+
 async def write_outcomes(
     outcomes: AsyncIterator[HeaderOutcome],
     sink: str | Path | pa.NativeFile,
@@ -68,14 +130,10 @@ async def write_outcomes(
     month of millions of assets run on a small worker. Returns the count per status.
     """
     counts: Counter[str] = Counter()
-    batch: list[HeaderOutcome] = []
     with pq.ParquetWriter(sink, COG_HEADERS_SCHEMA, compression="zstd") as writer:
-        async for outcome in outcomes:
-            counts[outcome.status] += 1
-            batch.append(outcome)
-            if len(batch) >= batch_size:
-                writer.write_table(outcomes_table(batch))
-                batch.clear()
-        if batch or not counts:
-            writer.write_table(outcomes_table(batch))
+        async for rows in outcome_batches(outcomes, batch_size=batch_size):
+            counts.update(status_counts(rows))
+            writer.write_table(rows)
+        if not counts:
+            writer.write_table(COG_HEADERS_SCHEMA.empty_table())
     return counts

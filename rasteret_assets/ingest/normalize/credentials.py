@@ -53,21 +53,33 @@ def strip_credentials(href: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+def strip_href_array(hrefs: pa.Array) -> tuple[pa.Array, int]:
+    """``hrefs`` stripped of credentials, and how many changed.
+
+    Only hrefs with a ``?`` or ``@`` can carry credentials, so only those are parsed.
+    """
+    suspect = pc.fill_null(pc.match_substring_regex(hrefs, r"[?@]"), False)
+    if not pc.any(suspect).as_py():
+        return hrefs, 0
+    originals = hrefs.filter(suspect).to_pylist()
+    cleaned = [strip_credentials(h) for h in originals]
+    changed = sum(a != b for a, b in zip(originals, cleaned, strict=True))
+    if not changed:
+        return hrefs, 0
+    return pc.replace_with_mask(hrefs, suspect, pa.array(cleaned, hrefs.type)), changed
+
+
 def strip_asset_credentials(table: pa.Table) -> tuple[pa.Table, int]:
     """``table`` with every asset href stripped; also how many hrefs changed."""
     assets = table.column(ASSETS).combine_chunks()
     children, changed = [], 0
     for band in assets.type:
         child = assets.field(band.name)
-        hrefs = pc.struct_field(child, "href")
-        suspect = pc.fill_null(pc.match_substring_regex(hrefs, r"[?@]"), False)
-        if not pc.any(suspect).as_py():
+        hrefs, count = strip_href_array(pc.struct_field(child, "href"))
+        if not count:
             children.append(child)
             continue
-        originals = hrefs.filter(suspect).to_pylist()
-        cleaned = [strip_credentials(h) for h in originals]
-        changed += sum(a != b for a, b in zip(originals, cleaned, strict=True))
-        hrefs = pc.replace_with_mask(hrefs, suspect, pa.array(cleaned, hrefs.type))
+        changed += count
         fields = [hrefs if f.name == "href" else child.field(f.name) for f in child.type]
         children.append(
             pa.StructArray.from_arrays(fields, fields=list(child.type), mask=child.is_null())

@@ -9,7 +9,8 @@ The pipeline, each step in its own module:
    *before* any header is fetched;
 3. headers — :func:`.enrich.enrich_table` fetches each unique asset URL's header once and adds
    ``{band}_metadata`` columns; a failed asset is a null plus a row in :attr:`outcomes`;
-4. CRS — items' ``proj:code``/``proj:epsg``/… win, the parsed headers fill the gaps;
+4. CRS — items' ``proj:code``/``proj:epsg``/… win, the parsed headers fill the gaps (the
+   join does this, for every door alike);
 5. collection — :func:`.normalize.build_collection_from_table`, persisted with
    ``workspace_dir``.
 
@@ -32,17 +33,14 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from rasteret_assets.collection import Collection
-from rasteret_assets.contract import CRS, metadata_column
 from rasteret_assets.ingest.base import CollectionBuilder, run_sync
 from rasteret_assets.ingest.headers.enrich import (
     EnrichmentResult,
     build_url_index_from_assets,
     enrich_table,
 )
-from rasteret_assets.ingest.normalize.columns import with_column
 from rasteret_assets.ingest.normalize.table import build_collection_from_table
 from rasteret_assets.ingest.stac.band_map import BandMap
 from rasteret_assets.ingest.stac.http import DEFAULT_MAX_RESPONSE_BYTES, JsonClient
@@ -214,7 +212,7 @@ class StacCollectionBuilder(CollectionBuilder):
         )
         result = await self._enrich(records)
         self.enrichment = result
-        table = with_header_crs(result.table, self.bands.codes)
+        table = result.table
         metadata_range = date_range if date_range and None not in tuple(date_range) else None
         return await asyncio.to_thread(
             build_collection_from_table,
@@ -242,7 +240,7 @@ class StacCollectionBuilder(CollectionBuilder):
         :class:`~rasteret_assets.ingest.band_map.BandMapError` when a band's asset is in no
         item — both before any header I/O.
         """
-        converter = self._converter()
+        converter = self.converter()
         batches = [
             batch
             async for batch in self.iter_record_batches(
@@ -285,7 +283,7 @@ class StacCollectionBuilder(CollectionBuilder):
             # rasteret 0.4 smuggled max_items through query=; sent to an API it would be a
             # filter on a property called "max_items".
             raise ValueError("max_items is not a STAC query term: pass max_items=N instead")
-        converter = converter or self._converter()
+        converter = converter or self.converter()
         self.item_counts = converter.counts
         async with JsonClient(
             retry=self.retry, max_response_bytes=self.max_response_bytes
@@ -384,7 +382,7 @@ class StacCollectionBuilder(CollectionBuilder):
 
     # -- enrichment ----------------------------------------------------------------------
 
-    def _converter(self) -> StacItemConverter:
+    def converter(self) -> StacItemConverter:
         return StacItemConverter(
             self.bands,
             url_rewrite_patterns=self.cloud_config.url_rewrite_patterns,
@@ -429,23 +427,3 @@ class StacCollectionBuilder(CollectionBuilder):
                 result.outcomes,
             )
         return result
-
-
-def with_header_crs(table: pa.Table, band_codes: Sequence[str]) -> pa.Table:
-    """Add a ``crs`` column from the parsed headers (first band that has one).
-
-    Normalisation reads ``proj:code`` and ``proj:epsg`` before ``crs``, so the header only
-    decides for records whose item declared no CRS — the item's word is the catalog's
-    contract, the header is the fallback.
-    """
-    candidates = [
-        pc.struct_field(table.column(metadata_column(code)), "crs")
-        for code in band_codes
-        if metadata_column(code) in table.column_names
-    ]
-    if not candidates:
-        return table
-    crs = pc.coalesce(*candidates) if len(candidates) > 1 else candidates[0]
-    if CRS in table.column_names:
-        crs = pc.coalesce(table.column(CRS), crs)
-    return with_column(table, CRS, crs)

@@ -3,73 +3,93 @@
 The month window is pushed into the Parquet scan, so row groups whose ``datetime``
 statistics lie outside the month are never read; a final filter on the normalised
 acquisition time keeps exactly the month (rows whose ``datetime`` is null fall back on
-``start_datetime`` and are therefore let through the scan and decided afterwards).
+``start_datetime`` and are therefore let through the scan and decided afterwards). The
+table is read a row group at a time and never wraps a whole :class:`RecordTableBuilder`:
+a month needs no plan of the whole table.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rasteret_assets.contract import ASSETS, DATETIME, ContractError
+from rasteret_assets.contract import ASSETS, DATETIME, ID, ContractError
 from rasteret_assets.ingest.normalize.columns import with_column
-from rasteret_assets.ingest.tables.builder import RecordTableBuilder
-from rasteret_assets.ingest.tables.plan import EmptyRecordTableError
+from rasteret_assets.ingest.normalize.table import normalize_table, record_ids
+from rasteret_assets.ingest.tables.assets import set_band_indexes
+from rasteret_assets.ingest.tables.prepare import RecordPreparer
 from rasteret_assets.ingest.tables.scan import ColumnAliases, RecordSource, month_predicate
 from rasteret_assets.storage import redact_url
 
+#: Rows per record batch of a month scan.
+BATCH_ROWS = 65536
 
-def scan_record_table_month(
+
+def month_tables(
     path: str,
     start: datetime,
     end: datetime,
     *,
     filesystem: Any | None = None,
-    data_source: str = "",
     column_map: Mapping[str, str] | None = None,
     href_column: str | None = None,
     band_index_map: Mapping[str, int] | None = None,
     url_rewrite_patterns: Mapping[str, str] | None = None,
     band_map: Mapping[str, str] | None = None,
-) -> pa.Table | None:
-    """Normalised records acquired in ``[start, end)``; ``None`` when the month has none.
+) -> Iterator[pa.Table]:
+    """Normalised records acquired in ``[start, end)``, a batch at a time.
 
     ``band_map`` ``{band code: asset key}`` keeps those assets under their band codes, as a
-    STAC source's records have them. Contract problems of the table (missing columns,
-    duplicate or null ids, unusable datetimes) raise the builder's typed errors naming the
-    column and the records.
+    STAC source's records have them (``band_index_map`` then names band codes); without it
+    the table gives ``href_column`` + ``band_index_map``. ``url_rewrite_patterns`` are
+    applied here, once. Contract problems (missing columns, null ids, unusable datetimes,
+    wrong types) raise typed errors naming the column and the records.
     """
     aliases = ColumnAliases(dict(column_map or {}))
+    preparer = RecordPreparer(
+        aliases,
+        href_column=href_column,
+        band_index_map=dict(band_index_map or {}) if href_column else None,
+        url_rewrite_patterns=dict(url_rewrite_patterns or {}),
+    )
+    scan = RecordSource(path, filesystem=filesystem)
+    preparer.check(scan.schema)
     column = aliases.source_of(DATETIME)
-    schema = RecordSource(path, filesystem=filesystem).schema
-    predicate = (
-        month_predicate(schema.field(column).type, column, start, end)
-        if column in schema.names
+    window = (
+        month_predicate(scan.schema.field(column).type, column, start, end)
+        if column in scan.names
         else None
     )
-    builder = RecordTableBuilder(
-        path,
-        data_source=data_source,
-        column_map=dict(column_map or {}),
-        href_column=href_column,
-        band_index_map=dict(band_index_map or {}) or None,
-        url_rewrite_patterns=dict(url_rewrite_patterns or {}),
-        filesystem=filesystem,
-        filter_expr=predicate,
-    )
-    try:
-        table = builder.build(workspace_dir=None).to_table()
-    except EmptyRecordTableError:
-        return None
+    known_bands = preparer.bands_from_schema
+    for batch in scan.batches(BATCH_ROWS, extra_filter=window):
+        table = aliases.apply(pa.Table.from_batches([batch]))
+        ids = record_ids(table.column(ID).combine_chunks())
+        # A map or JSON assets column shows its keys batch by batch; the band map's keys
+        # are always conformed in, so a batch that lacks one has nulls there.
+        bands = known_bands
+        if bands is None:
+            bands = list(
+                dict.fromkeys([*preparer.raw_assets(table, ids), *(band_map or {}).values()])
+            )
+        table = preparer.with_assets(table, ids, bands)
+        if band_map:
+            table = select_bands(table, band_map, path)
+            if band_index_map:
+                assets = set_band_indexes(table.column(ASSETS).combine_chunks(), band_index_map)
+                table = with_column(table, ASSETS, assets)
+        table = in_window(normalize_table(table), start, end)
+        if table.num_rows:
+            yield table
+
+
+def in_window(table: pa.Table, start: datetime, end: datetime) -> pa.Table:
+    """The rows of ``table`` whose ``datetime`` lies in ``[start, end)``."""
     when = table.column(DATETIME)
-    table = table.filter(pc.and_(pc.greater_equal(when, start), pc.less(when, end)))
-    if not table.num_rows:
-        return None
-    return select_bands(table, band_map, path) if band_map else table
+    return table.filter(pc.and_(pc.greater_equal(when, start), pc.less(when, end)))
 
 
 def select_bands(table: pa.Table, band_map: Mapping[str, str], path: str) -> pa.Table:
