@@ -29,10 +29,22 @@ from rasteret_assets.collection import CollectionInfo, PartitionedWriter
 from rasteret_assets.collection.partition_file import DATA_FILE, PartitionFile
 from rasteret_assets.collection.staged import StagedParquet
 from rasteret_assets.collection.store import Store
-from rasteret_assets.contract import ASSETS, COG_HEADERS_SCHEMA, DATETIME, ID, ContractError
+from rasteret_assets.contract import (
+    ASSETS,
+    COG_HEADERS_SCHEMA,
+    DATETIME,
+    ID,
+    DuplicateIdsError,
+    require_unique_ids,
+)
 from rasteret_assets.ingest.headers.engine import ProgressLog, fetch_headers
 from rasteret_assets.ingest.headers.join import JoinReport, join_headers
-from rasteret_assets.ingest.headers.rows import JOIN_COLUMNS, outcome_batches, url_identity
+from rasteret_assets.ingest.headers.rows import (
+    JOIN_COLUMNS,
+    add_urls,
+    outcome_batches,
+    url_identity,
+)
 from rasteret_assets.ingest.month_checks import MonthChecks
 from rasteret_assets.ingest.normalize.credentials import strip_asset_credentials
 from rasteret_assets.ingest.normalize.table import normalize_table
@@ -195,16 +207,13 @@ def _require_band_assets(source: ResolvedSource, converter: StacItemConverter) -
 
 
 def _require_unique(ids: list[pa.Array], source: ResolvedSource) -> None:
-    counts = pc.value_counts(pa.chunked_array(ids, pa.string()).combine_chunks())
-    repeated = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
-    if len(repeated):
-        shown = [str(v) for v in repeated[:5].to_pylist()]
-        raise ContractError(
-            f"source {source.name!r}: {len(repeated)} record id(s) repeat within the month "
-            f"(e.g. {', '.join(map(repr, shown))})",
-            column=ID,
-            ids=shown,
-        )
+    """Ids must be unique across the whole month, not only within a batch."""
+    try:
+        require_unique_ids(pa.chunked_array(ids, pa.string()))
+    except DuplicateIdsError as error:
+        raise DuplicateIdsError(
+            f"source {source.name!r}: {error}", column=error.column, ids=error.ids
+        ) from None
 
 
 # -- header rows -------------------------------------------------------------------------
@@ -240,9 +249,7 @@ def month_urls(records: pq.ParquetFile, band_codes: Sequence[str]) -> dict[str, 
         for band in band_codes:
             if band not in present:
                 continue
-            hrefs = pc.struct_field(assets.field(band), "href").drop_null().unique()
-            for key, href in zip(url_identity(hrefs).to_pylist(), hrefs.to_pylist(), strict=True):
-                urls.setdefault(key, href)
+            add_urls(urls, pc.struct_field(assets.field(band), "href"))
     return urls
 
 

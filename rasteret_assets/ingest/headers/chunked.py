@@ -30,9 +30,9 @@ from rasteret_assets.ingest.headers.enrich import read_header_rows
 from rasteret_assets.ingest.headers.join import JoinReport, join_headers
 from rasteret_assets.ingest.headers.rows import (
     HEADER_STATUS_SCHEMA,
+    add_urls,
     outcomes_table,
     status_counts,
-    url_identity,
 )
 from rasteret_assets.storage import RetryPolicy, StorageBackend
 
@@ -191,7 +191,5 @@ class ChunkEnricher:
                 has_href = hrefs.is_valid().to_numpy(zero_copy_only=False)
                 self.report.skipped_non_raster += int((has_href & ~allowed).sum())
                 hrefs = hrefs.filter(pa.array(allowed))
-            hrefs = hrefs.drop_null().unique()
-            for key, href in zip(url_identity(hrefs).to_pylist(), hrefs.to_pylist(), strict=True):
-                urls.setdefault(key, href)
+            add_urls(urls, hrefs)
         return urls

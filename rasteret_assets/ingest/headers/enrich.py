@@ -21,10 +21,10 @@ from rasteret_assets.contract import ASSET_TYPE, ASSETS, CRS, ID, PROJ_EPSG, met
 from rasteret_assets.ingest.headers.engine import HeaderOutcome, ProgressLog, fetch_headers
 from rasteret_assets.ingest.headers.join import JoinReport, join_headers
 from rasteret_assets.ingest.headers.rows import (
+    add_urls,
     outcome_batches,
     outcomes_table,
     status_counts,
-    url_identity,
 )
 from rasteret_assets.ingest.normalize.columns import with_column
 from rasteret_assets.ingest.normalize.crs import SOURCE_COLUMNS as CRS_SOURCE_COLUMNS
@@ -125,9 +125,7 @@ def urls_to_read(uses: pa.Table, band_codes: list[str]) -> dict[str, str]:
     assets = uses.column(ASSETS).combine_chunks()
     urls: dict[str, str] = {}
     for band in band_codes:
-        hrefs = pc.struct_field(assets.field(band), "href").drop_null().unique()
-        for key, href in zip(url_identity(hrefs).to_pylist(), hrefs.to_pylist(), strict=True):
-            urls.setdefault(key, href)
+        add_urls(urls, pc.struct_field(assets.field(band), "href"))
     return urls
 
 

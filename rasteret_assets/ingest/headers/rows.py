@@ -52,6 +52,13 @@ def url_identity(hrefs: pa.Array) -> pa.Array:
     return strip_href_array(hrefs)[0]
 
 
+def add_urls(urls: dict[str, str], hrefs: pa.Array) -> None:
+    """Add ``{identity: href}`` for each distinct href (the first href of an identity wins)."""
+    hrefs = hrefs.drop_null().unique()
+    for key, href in zip(url_identity(hrefs).to_pylist(), hrefs.to_pylist(), strict=True):
+        urls.setdefault(key, href)
+
+
 def outcomes_table(outcomes: Sequence[HeaderOutcome]) -> pa.Table:
     """One row per URL with status, cost and (for successes) every IFD level and geo field."""
     headers = [o.header for o in outcomes]
