@@ -89,7 +89,6 @@ def test_url_rewrites_merge_key_by_key_with_the_entry_winning() -> None:
         registry_prefix: "s3://mirror/",
         "https://other.example.test/": "s3://other/",
     }
-    assert source.url_rewrite_patterns == source.url_rewrites
 
 
 def test_an_explicit_collection_wins_and_only_stac_apis_take_the_registrys() -> None:
