@@ -152,6 +152,7 @@ def _headers_asset(
                         sink,
                         max_concurrent=concurrency.max_concurrent,
                         retry=concurrency.retry(),
+                        workers=concurrency.workers,
                     )
                     return sink.commit(), stats
             finally:

@@ -94,9 +94,19 @@ class StorageResource(dg.ConfigurableResource):
 
 
 class ConcurrencyResource(dg.ConfigurableResource):
-    """Request limits and the retry policy of header reads."""
+    """Request limits, worker processes and the retry policy of header reads."""
 
-    max_concurrent: int = Field(default=64, description="URLs in flight per run")
+    max_concurrent: int = Field(
+        default=64, description="URLs in flight per run (shared by its worker processes)"
+    )
+    workers: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Processes reading one run's headers (default: the CPUs the run may use); "
+            "runs under 2,000 URLs stay in one process"
+        ),
+    )
     max_per_host: int = Field(default=64, description="Open connections per host")
     max_attempts: int = 5
     base_delay: float = 0.2

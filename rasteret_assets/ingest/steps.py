@@ -37,14 +37,10 @@ from rasteret_assets.contract import (
     DuplicateIdsError,
     require_unique_ids,
 )
-from rasteret_assets.ingest.headers.engine import ProgressLog, fetch_headers
+from rasteret_assets.ingest.headers.engine import ProgressLog
 from rasteret_assets.ingest.headers.join import JoinReport, join_headers
-from rasteret_assets.ingest.headers.rows import (
-    JOIN_COLUMNS,
-    add_urls,
-    outcome_batches,
-    url_identity,
-)
+from rasteret_assets.ingest.headers.rows import JOIN_COLUMNS, add_urls, url_identity
+from rasteret_assets.ingest.headers.stream import header_rows
 from rasteret_assets.ingest.month_checks import MonthChecks
 from rasteret_assets.ingest.normalize.credentials import strip_asset_credentials
 from rasteret_assets.ingest.normalize.table import normalize_table
@@ -261,6 +257,7 @@ async def write_header_rows(
     *,
     max_concurrent: int,
     retry: RetryPolicy | None = None,
+    workers: int | None = None,
 ) -> HeaderStats:
     """One header row per URL into ``sink``: reused from ``previous`` or fetched now.
 
@@ -283,14 +280,16 @@ async def write_header_rows(
     todo = [href for key, href in urls.items() if key not in known]
     started = time.perf_counter()
     if todo:
-        stream = fetch_headers(
+        stream = header_rows(
             todo,
             backend,
             max_concurrent=max_concurrent,
             retry=retry,
+            batch_size=HEADER_ROW_GROUP,
+            workers=workers,
             progress=ProgressLog(len(todo)),
         )
-        async for rows in outcome_batches(stream, batch_size=HEADER_ROW_GROUP):
+        async for rows in stream:
             sink.write(rows)
             status = rows.column("status")
             failed = rows.filter(pc.not_equal(status, "ok")).column("status").to_pylist()

@@ -7,7 +7,7 @@ rewrites once and let the router hand each backend the part it needs.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 
 from rasteret_assets.storage.policy import UrlPolicy
@@ -59,3 +59,13 @@ class StorageOptions:
         object.__setattr__(
             self, "url_rewrite_patterns", MappingProxyType(dict(self.url_rewrite_patterns))
         )
+
+    def __reduce__(self) -> tuple[object, tuple[dict[str, object]]]:
+        # A mapping proxy does not pickle; header worker processes are handed the options.
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values["url_rewrite_patterns"] = dict(self.url_rewrite_patterns)
+        return (_options, (values,))
+
+
+def _options(values: dict[str, object]) -> StorageOptions:
+    return StorageOptions(**values)  # type: ignore[arg-type]

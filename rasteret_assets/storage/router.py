@@ -61,6 +61,13 @@ class StorageRouter:
             for kind, backend in (("http", http), ("s3", s3), ("local", local))
             if backend is not None
         }
+        self._injected = bool(self._backends)
+
+    @property
+    def portable_options(self) -> StorageOptions | None:
+        """Options another process can rebuild this router from (``None`` when backends
+        were injected: those exist only here)."""
+        return None if self._injected else self.options
 
     def resolve(self, url: str) -> tuple[str, StorageBackend]:
         """The URL actually requested and the backend that serves it.

@@ -145,6 +145,7 @@ class ChunkEnricher:
         max_concurrent: int,
         retry: RetryPolicy | None = None,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        workers: int | None = None,
     ) -> None:
         if not bands:
             raise ValueError("no bands to enrich")
@@ -152,6 +153,7 @@ class ChunkEnricher:
         self.backend = backend
         self.max_concurrent = max_concurrent
         self.retry = retry
+        self.workers = workers
         self.cache = HeaderRowCache(cache_bytes)
         self.report = EnrichmentReport(bands=list(bands))
 
@@ -169,6 +171,7 @@ class ChunkEnricher:
                 self.backend,
                 max_concurrent=self.max_concurrent,
                 retry=self.retry,
+                workers=self.workers,
             )
             self.cache.put(fetched)
             self.report.record(fetched)

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 
 from rasteret_assets.storage import RetryPolicy, StorageBackend, StorageError, redact_url
@@ -176,9 +176,12 @@ class ProgressLog:
         self._last = self.started
 
     def record(self, outcome: HeaderOutcome) -> None:
-        self.done += 1
-        if not outcome.ok:
-            self.errors[outcome.status] += 1
+        self.record_many(1, {} if outcome.ok else {outcome.status: 1})
+
+    def record_many(self, done: int, errors: dict[str, int]) -> None:
+        """Count ``done`` URLs at once (a batch of rows from a worker process)."""
+        self.done += done
+        self.errors.update(errors)
         now = time.monotonic()
         if now - self._last >= self.every or self.done == self.total:
             self._last = now
@@ -197,8 +200,24 @@ class ProgressLog:
         )
 
 
+class _SyncFeed:
+    """A plain iterable shared by the pool's tasks as an async iterator (never awaits)."""
+
+    def __init__(self, urls: Iterable[str]) -> None:
+        self._urls: Iterator[str] = iter(urls)
+
+    def __aiter__(self) -> _SyncFeed:
+        return self
+
+    async def __anext__(self) -> str:
+        try:
+            return next(self._urls)
+        except StopIteration:
+            raise StopAsyncIteration from None
+
+
 async def fetch_headers(
-    urls: Iterable[str],
+    urls: Iterable[str] | AsyncIterable[str],
     backend: StorageBackend,
     *,
     max_concurrent: int = 300,
@@ -208,18 +227,22 @@ async def fetch_headers(
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
     progress: ProgressLog | None = None,
 ) -> AsyncIterator[HeaderOutcome]:
-    """Yield one outcome per URL, in completion order, with at most ``max_concurrent`` in flight."""
+    """Yield one outcome per URL, in completion order, with at most ``max_concurrent`` in flight.
+
+    ``urls`` may be an async iterable that several tasks can await at once (a worker
+    process's feed, which receives URLs while the run goes on).
+    """
     if max_concurrent < 1:
         raise ValueError(f"max_concurrent must be >= 1, got {max_concurrent}")
     policy = retry or RetryPolicy()
-    pending = iter(urls)
+    pending = urls if isinstance(urls, AsyncIterable) else _SyncFeed(urls)
     results: asyncio.Queue[HeaderOutcome | None] = asyncio.Queue(maxsize=max_concurrent * 2)
 
     failures: list[BaseException] = []
 
     async def worker() -> None:
         try:
-            for url in pending:
+            async for url in pending:
                 outcome = await fetch_header(
                     url,
                     backend,

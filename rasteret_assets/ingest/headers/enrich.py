@@ -18,14 +18,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rasteret_assets.contract import ASSET_TYPE, ASSETS, CRS, ID, PROJ_EPSG, metadata_column
-from rasteret_assets.ingest.headers.engine import HeaderOutcome, ProgressLog, fetch_headers
+from rasteret_assets.ingest.headers.engine import HeaderOutcome, ProgressLog
 from rasteret_assets.ingest.headers.join import JoinReport, join_headers
-from rasteret_assets.ingest.headers.rows import (
-    add_urls,
-    outcome_batches,
-    outcomes_table,
-    status_counts,
-)
+from rasteret_assets.ingest.headers.rows import add_urls, outcomes_table, status_counts
+from rasteret_assets.ingest.headers.stream import header_rows
 from rasteret_assets.ingest.normalize.columns import with_column
 from rasteret_assets.ingest.normalize.crs import SOURCE_COLUMNS as CRS_SOURCE_COLUMNS
 from rasteret_assets.storage import (
@@ -138,14 +134,22 @@ async def read_header_rows(
     first_read: int | None = None,
     batch_size: int = 1000,
     progress_every: float = 5.0,
+    workers: int | None = None,
 ) -> pa.Table:
-    """One header row per URL, read by the engine and converted batch by batch."""
-    kwargs = {} if first_read is None else {"first_read": first_read}
+    """One header row per URL, read by the engine (over ``workers`` processes for a large
+    run, see :mod:`.stream`) and converted batch by batch."""
     progress = ProgressLog(len(urls), every_seconds=progress_every)
-    stream = fetch_headers(
-        urls, backend, max_concurrent=max_concurrent, retry=retry, progress=progress, **kwargs
+    stream = header_rows(
+        urls,
+        backend,
+        max_concurrent=max_concurrent,
+        retry=retry,
+        first_read=first_read,
+        batch_size=batch_size,
+        workers=workers,
+        progress=progress,
     )
-    batches = [rows async for rows in outcome_batches(stream, batch_size=batch_size)]
+    batches = [rows async for rows in stream]
     return pa.concat_tables(batches) if batches else outcomes_table([])
 
 
@@ -160,10 +164,13 @@ async def enrich_table(
     retry: RetryPolicy | None = None,
     first_read: int | None = None,
     progress_every: float = 5.0,
+    workers: int | None = None,
 ) -> EnrichmentResult:
     """Fetch every unique asset URL's header; add ``{band}_metadata``, ``proj:epsg``, ``crs``.
 
-    ``batch_size`` is how many outcomes are converted to header rows at a time.
+    ``batch_size`` is how many outcomes are converted to header rows at a time; ``workers``
+    how many processes may read (default: every CPU this process may use; small runs and
+    injected backends stay in this process).
     """
     if not band_codes:
         raise ValueError("band_codes is empty: name at least one band to enrich")
@@ -187,6 +194,7 @@ async def enrich_table(
             first_read=first_read,
             batch_size=batch_size,
             progress_every=progress_every,
+            workers=workers,
         )
     finally:
         if backend is None:
@@ -212,6 +220,7 @@ async def enrich_table_with_cog_metadata(
     max_concurrent: int = 300,
     batch_size: int = 100,
     backend: StorageBackend | None = None,
+    workers: int | None = None,
 ) -> pa.Table:
     """Parse COG headers and add ``{band}_metadata`` columns (the reference API's signature).
 
@@ -226,6 +235,7 @@ async def enrich_table_with_cog_metadata(
         max_concurrent=max_concurrent,
         batch_size=batch_size,
         backend=backend,
+        workers=workers,
     )
     return result.table
 

@@ -152,6 +152,7 @@ class StacCollectionBuilder(CollectionBuilder):
         require_conformance: bool = True,
         catalog_concurrency: int = DEFAULT_CONCURRENCY,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        workers: int | None = None,
     ) -> None:
         super().__init__(name=name or "", data_source=data_source, workspace_dir=workspace_dir)
         source = find_source(data_source) if data_source else None
@@ -174,6 +175,7 @@ class StacCollectionBuilder(CollectionBuilder):
         if not 1 <= page_size <= 10000:
             raise ValueError(f"page_size must be within 1..10000, got {page_size}")
         self.max_concurrent = max_concurrent
+        self.workers = workers
         self.page_size = page_size
         self.retry = retry
         self.require_conformance = require_conformance
@@ -412,6 +414,7 @@ class StacCollectionBuilder(CollectionBuilder):
                 max_concurrent=self.max_concurrent,
                 backend=backend,
                 retry=self.retry,
+                workers=self.workers,
             )
         finally:
             if self._backend is None:

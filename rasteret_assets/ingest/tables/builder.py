@@ -155,6 +155,7 @@ class RecordTableBuilder(CollectionBuilder):
         band_codes: list[str] | None = None,
         max_concurrent: int = 300,
         backend: StorageBackend | None = None,
+        workers: int | None = None,
     ) -> None:
         super().__init__(name=name, data_source=data_source, workspace_dir=workspace_dir)
         self.path = str(path)
@@ -180,6 +181,7 @@ class RecordTableBuilder(CollectionBuilder):
         if not isinstance(max_concurrent, int) or max_concurrent < 1:
             raise ValueError(f"max_concurrent must be an integer >= 1, got {max_concurrent!r}")
         self.max_concurrent = max_concurrent
+        self.workers = workers
         self.backend = backend
         if not self.enrich_cog and (band_codes is not None or backend is not None):
             given = [n for n, v in (("band_codes", band_codes), ("backend", backend)) if v]
@@ -257,7 +259,7 @@ class RecordTableBuilder(CollectionBuilder):
                 if backend is None:
                     own_backend = backend = self._default_backend()
                 stream.enricher = ChunkEnricher(
-                    enrich_bands, backend, max_concurrent=self.max_concurrent
+                    enrich_bands, backend, max_concurrent=self.max_concurrent, workers=self.workers
                 )
                 self.enrichment = stream.enricher.report
             for index, months in enumerate(groups):

@@ -1,0 +1,99 @@
+"""The one way a run's URLs become header rows: in this process, or over worker processes.
+
+Every door (the library functions, both builders, the ``cog_headers`` step) asks
+:func:`header_rows`, which decides with :func:`plan_workers`:
+
+* ``workers`` defaults to the CPUs this process may use (:func:`default_workers`);
+* each worker must get at least :data:`MIN_URLS_PER_WORKER` URLs. Starting a worker costs
+  about 0.1 s on the forkserver (its imports are done once per parent); at the ~1,500
+  headers/s one process reaches on a laptop core that is ~150 headers, and the run's tail,
+  where some workers idle while the last ones finish, costs a few hundred more. Below
+  2 x 1,000 URLs (a chunk of a streamed build, a small month) one process is as fast and
+  simpler to debug;
+* a backend that cannot be rebuilt in another process (injected backends, a custom
+  ``StorageBackend``) and a caller that is itself a daemon process keep the run here.
+
+``max_concurrent`` is the whole run's, split between the workers.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from collections.abc import AsyncIterator, Sequence
+
+import pyarrow as pa
+
+from rasteret_assets.ingest.headers.engine import ProgressLog, fetch_headers
+from rasteret_assets.ingest.headers.pool import HeaderPool, pool_rows
+from rasteret_assets.ingest.headers.rows import outcome_batches
+from rasteret_assets.ingest.headers.worker import WorkerConfig
+from rasteret_assets.storage import RetryPolicy, StorageBackend, StorageOptions
+
+#: Fewest URLs worth giving one worker process (see the module docstring).
+MIN_URLS_PER_WORKER = 1000
+
+
+def default_workers() -> int:
+    """The CPUs this process may run on (its affinity mask, not the machine's count)."""
+    counter = getattr(os, "process_cpu_count", None)  # Python 3.13+
+    if counter is not None:
+        return max(1, counter() or 1)
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def portable_options(backend: StorageBackend) -> StorageOptions | None:
+    """The options a worker process can rebuild ``backend`` from, if it can."""
+    return getattr(backend, "portable_options", None)
+
+
+def plan_workers(
+    workers: int | None, n_urls: int, max_concurrent: int, backend: StorageBackend
+) -> int:
+    """How many processes read this run (1: this one, no worker processes)."""
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be >= 1 (or None for every CPU), got {workers}")
+    wanted = default_workers() if workers is None else workers
+    if portable_options(backend) is None or mp.current_process().daemon:
+        return 1
+    return max(1, min(wanted, n_urls // MIN_URLS_PER_WORKER, max_concurrent))
+
+
+async def header_rows(
+    urls: Sequence[str],
+    backend: StorageBackend,
+    *,
+    max_concurrent: int,
+    retry: RetryPolicy | None = None,
+    first_read: int | None = None,
+    batch_size: int = 1000,
+    workers: int | None = None,
+    progress: ProgressLog | None = None,
+) -> AsyncIterator[pa.Table]:
+    """Header rows of ``urls`` (one per URL) in tables of about ``batch_size`` rows."""
+    if max_concurrent < 1:
+        raise ValueError(f"max_concurrent must be >= 1, got {max_concurrent}")
+    engine = {} if first_read is None else {"first_read": first_read}
+    policy = retry or RetryPolicy()
+    count = plan_workers(workers, len(urls), max_concurrent, backend)
+    if count == 1:
+        stream = fetch_headers(
+            urls, backend, max_concurrent=max_concurrent, retry=policy, progress=progress, **engine
+        )
+        async for rows in outcome_batches(stream, batch_size=batch_size):
+            yield rows
+        return
+    options = portable_options(backend)
+    assert options is not None
+    config = WorkerConfig(
+        options=options,
+        retry=policy,
+        max_concurrent=max_concurrent,
+        batch_size=min(batch_size, 250),
+        engine=engine,
+    )
+    pool = HeaderPool(urls, config, count, batch_size=batch_size, progress=progress)
+    async for rows in pool_rows(pool):
+        yield rows

@@ -1,0 +1,178 @@
+"""One header worker process: its own event loop, connection pool and engine.
+
+The parent (:mod:`.pool`) sends chunks of numbered URLs down ``tasks`` and reads header
+rows back from ``results`` as Arrow tables, each with the numbers of the URLs it answers,
+so the parent always knows which URLs a worker still holds. Rows are sent when a batch is
+full or has waited :data:`FLUSH_SECONDS`, so a run's tail is not held back by a half batch.
+
+Messages, parent to worker: ``("urls", ([number, ...], [href, ...]))`` and ``("end", None)``.
+Worker to parent: ``("rows", table, numbers)``, ``("done", cpu_seconds)`` (what the worker
+used, so a run's CPU can be summed over its processes) and ``("failed", text)`` for a bug
+(never for a bad asset: that is a row).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import threading
+import traceback
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+
+from rasteret_assets.ingest.headers.engine import HeaderOutcome, fetch_headers
+from rasteret_assets.ingest.headers.rows import outcomes_table
+from rasteret_assets.storage import RetryPolicy, StorageOptions, StorageRouter
+
+#: Longest a finished outcome waits in a half-full batch before it is sent.
+FLUSH_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What a worker needs to read headers like the parent would (all of it picklable)."""
+
+    options: StorageOptions
+    retry: RetryPolicy
+    max_concurrent: int
+    batch_size: int
+    engine: dict[str, int]
+    uvloop: bool = False
+
+
+class UrlFeed:
+    """URLs arriving from the parent, awaited by all of the engine's tasks at once."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def add(self, urls: list[str]) -> None:
+        for url in urls:
+            self._queue.put_nowait(url)
+
+    def close(self) -> None:
+        self._queue.put_nowait(None)
+
+    def __aiter__(self) -> UrlFeed:
+        return self
+
+    async def __anext__(self) -> str:
+        url = await self._queue.get()
+        if url is None:
+            self._queue.put_nowait(None)  # every waiting task must see the end
+            raise StopAsyncIteration
+        return url
+
+
+def _receive(tasks: Connection, on_message: Callable[[str, object], None]) -> None:
+    """Reader thread: pass each parent message to the loop; a closed pipe ends the feed."""
+    while True:
+        try:
+            kind, payload = tasks.recv()
+        except (EOFError, OSError):
+            on_message("end", None)
+            return
+        on_message(kind, payload)
+        if kind == "end":
+            return
+
+
+class _Batcher:
+    """Outcomes to ``("rows", table, numbers)`` messages, sent off the event loop."""
+
+    def __init__(self, results: Connection, batch_size: int) -> None:
+        self.results = results
+        self.batch_size = batch_size
+        self.outcomes: list[HeaderOutcome] = []
+        self.numbers: list[int] = []
+        self._lock = asyncio.Lock()
+
+    async def add(self, outcome: HeaderOutcome, number: int) -> None:
+        self.outcomes.append(outcome)
+        self.numbers.append(number)
+        if len(self.outcomes) >= self.batch_size:
+            await self.flush()
+
+    async def flush(self) -> None:
+        async with self._lock:
+            if not self.outcomes:
+                return
+            outcomes, numbers = self.outcomes, self.numbers
+            self.outcomes, self.numbers = [], []
+            message = ("rows", outcomes_table(outcomes), numbers)
+            await asyncio.to_thread(self.results.send, message)
+
+
+async def _serve(tasks: Connection, results: Connection, config: WorkerConfig) -> None:
+    loop = asyncio.get_running_loop()
+    feed = UrlFeed()
+    numbers: defaultdict[str, list[int]] = defaultdict(list)
+
+    def on_message(kind: str, payload: object) -> None:
+        if kind == "urls":
+            given, urls = payload  # type: ignore[misc]
+            for number, url in zip(given, urls, strict=True):
+                numbers[url].append(number)
+            feed.add(urls)
+        else:
+            feed.close()
+
+    reader = threading.Thread(
+        target=_receive,
+        args=(tasks, lambda k, p: loop.call_soon_threadsafe(on_message, k, p)),
+        daemon=True,
+    )
+    reader.start()
+    batcher = _Batcher(results, config.batch_size)
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            await batcher.flush()
+
+    ticker = asyncio.create_task(tick())
+    backend = StorageRouter(config.options)
+    try:
+        stream = fetch_headers(
+            feed,
+            backend,
+            max_concurrent=config.max_concurrent,
+            retry=config.retry,
+            **config.engine,
+        )
+        async for outcome in stream:
+            waiting = numbers[outcome.url]
+            number = waiting.pop()
+            if not waiting:
+                del numbers[outcome.url]
+            await batcher.add(outcome, number)
+    finally:
+        ticker.cancel()
+        await backend.close()
+    await batcher.flush()
+
+
+def run_worker(tasks: Connection, results: Connection, config: WorkerConfig) -> None:
+    """Process entry point: read headers until the parent says ``end``, then say ``done``."""
+    runner = _loop_factory(config.uvloop)
+    try:
+        with asyncio.Runner(loop_factory=runner) as loop_runner:
+            loop_runner.run(_serve(tasks, results, config))
+    except BaseException:
+        results.send(("failed", traceback.format_exc()))
+        raise
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    results.send(("done", usage.ru_utime + usage.ru_stime))
+
+
+def _loop_factory(use_uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop when asked for and installed; else the standard one."""
+    if not use_uvloop:
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
