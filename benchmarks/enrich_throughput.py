@@ -3,16 +3,23 @@
 The range server (tests/servers/range_server.py) runs in a separate process with injected
 per-request latency and serves N URLs that map onto a few dozen GDAL-written COGs shaped
 like Sentinel-2 bands (1024-pixel tiles, 4 overview levels). For every latency x concurrency
-pair it runs
+pair, one after the other against the same server so drift hits all alike, it runs
 
-* the engine (``enrich_table``: fetch, parse, Arrow ``{band}_metadata`` column), and
+* the engine through the reference function's path (``enrich_table``: fetch, parse, Arrow
+  ``{band}_metadata`` column) with each ``--workers`` count; ``cpu_ms/hdr`` sums the CPU of
+  this process and of every worker process (the forkserver's reaped children);
 * a bare aiohttp client making one 16 KiB GET per URL and parsing nothing: the transport
-  ceiling of this machine (client and server share its cores).
+  ceiling of one process (client and server share the machine's cores);
+* async-tiff 0.7.2 (Rust; ``pip install -e '.[bench]'``): ``TIFF.open(url, prefetch=32768)``
+  with an ``HTTPStore``, every IFD parsed;
+* with ``--uvloop``, the one-process engine once more on uvloop's event loop (A/B).
 
-Then it measures peak RSS growth of a streaming run (outcomes written to Parquet) for two
-URL counts in fresh processes.
+``KiB/file`` is what the engine read per file, ``hdr KiB`` how far the headers of the URL mix
+reach on average (the bytes a perfect first read would cover). Then it measures the peak
+RSS growth of a streaming run (header rows written to Parquet, all worker processes
+included) for each ``--rss-urls`` count in fresh processes.
 
-    .venv/bin/python benchmarks/enrich_throughput.py                 # full run (~3 min)
+    .venv/bin/python benchmarks/enrich_throughput.py                 # full run
     .venv/bin/python benchmarks/enrich_throughput.py --quick         # smoke run
 """
 
@@ -21,17 +28,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing as mp
+import os
 import resource
 import sys
 import tempfile
 import threading
 import time
+from collections import Counter
+from collections.abc import Coroutine
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import TypeVar
 
 import aiohttp
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import rasterio
 from rasterio.transform import from_origin
 
@@ -40,12 +52,14 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from servers.range_server import RangeServer  # noqa: E402
 
+from rasteret_assets.contract import COG_HEADERS_SCHEMA  # noqa: E402
 from rasteret_assets.ingest import build_url_index_from_assets, enrich_table  # noqa: E402
-from rasteret_assets.ingest.headers.engine import fetch_headers  # noqa: E402
-from rasteret_assets.ingest.headers.rows import write_outcomes  # noqa: E402
+from rasteret_assets.ingest.headers.stream import header_rows  # noqa: E402
 from rasteret_assets.storage import StorageOptions, StorageRouter  # noqa: E402
+from rasteret_assets.tiff import HeaderReadDriver  # noqa: E402
 
 BARE_READ = 16384
+T = TypeVar("T")
 
 
 def write_cogs(directory: Path, count: int) -> list[Path]:
@@ -155,14 +169,17 @@ async def bare_client(urls: list[str], concurrency: int) -> float:
         return len(urls) / (time.perf_counter() - started)
 
 
-async def engine_run(table: pa.Table, concurrency: int) -> tuple[float, float, dict]:
+async def engine_run(table: pa.Table, concurrency: int, workers: int) -> tuple[float, float, dict]:
+    """Wall seconds, CPU seconds of every process of the run, and what was read."""
     backend = StorageRouter(
         StorageOptions(max_connections=concurrency, max_connections_per_host=concurrency)
     )
     index = build_url_index_from_assets(table)
-    cpu, wall = time.process_time(), time.perf_counter()
-    result = await enrich_table(table, index, ["B04"], max_concurrent=concurrency, backend=backend)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    cpu, wall = run_cpu(), time.perf_counter()
+    result = await enrich_table(
+        table, index, ["B04"], max_concurrent=concurrency, backend=backend, workers=workers
+    )
+    wall, cpu = time.perf_counter() - wall, run_cpu() - cpu
     await backend.close()
     outcomes = result.outcomes
     summary = {
@@ -173,38 +190,112 @@ async def engine_run(table: pa.Table, concurrency: int) -> tuple[float, float, d
     return wall, cpu, summary
 
 
-def current_rss_mib() -> float:
-    with Path("/proc/self/statm").open() as statm:
+async def async_tiff_client(base_url: str, n: int, concurrency: int) -> float:
+    """async-tiff opening every URL (all IFDs) with 32 KiB prefetch: headers per second."""
+    from async_tiff import TIFF
+    from async_tiff.store import HTTPStore
+
+    store = HTTPStore.from_url(
+        base_url, client_options={"allow_http": "true", "pool_max_idle_per_host": "1024"}
+    )
+    paths = iter(range(n))
+
+    async def worker() -> None:
+        for i in paths:
+            tiff = await TIFF.open(f"cog/{i}.tif", store=store, prefetch=32768)
+            assert tiff.ifds
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return n / (time.perf_counter() - started)
+
+
+def forkserver_pid() -> int | None:
+    """The forkserver the header workers fork from (started on first use)."""
+    from multiprocessing import forkserver
+
+    return forkserver._forkserver._forkserver_pid  # type: ignore[attr-defined]
+
+
+def _stat_fields(pid: int) -> list[str]:
+    with Path(f"/proc/{pid}/stat").open() as stat:
+        return stat.read().rsplit(")", 1)[1].split()
+
+
+def run_cpu() -> float:
+    """CPU seconds of this process plus every worker process that has ended so far.
+
+    Workers are children of the forkserver, which reaps them: their CPU accrues to its
+    ``cutime``/``cstime``, so the sum over all processes is available after a run.
+    """
+    total = time.process_time()
+    pid = forkserver_pid()
+    if pid is not None:
+        fields = _stat_fields(pid)
+        total += (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def rss_mib(pid: int | str = "self") -> float:
+    with Path(f"/proc/{pid}/statm").open() as statm:
         return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
 
 
+def worker_rss_mib() -> float:
+    """Resident memory of the header worker processes alive now."""
+    parent = forkserver_pid()
+    if parent is None:
+        return 0.0
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if int(_stat_fields(int(entry.name))[1]) == parent:
+                total += rss_mib(entry.name)
+        except (OSError, IndexError, ValueError):
+            continue  # it ended meanwhile
+    return total
+
+
 def streaming_rss(base_url: str, n: int, concurrency: int, out: Path) -> dict:
-    """In a fresh process: peak RSS growth while ``n`` outcomes stream into Parquet."""
+    """In a fresh process: peak RSS growth of all processes while ``n`` rows stream to Parquet.
+
+    Growth is measured against this process at the start plus one idle worker per worker
+    process (what a run costs at all), so it shows what grows with the number of URLs.
+    """
     urls = [f"{base_url}/cog/{i}.tif" for i in range(n)]
-    before = current_rss_mib()
-    peak = [before]
+    before = rss_mib()
+    peak = [0.0, 0.0]  # parent, parent + workers
     done = threading.Event()
 
     def sample() -> None:  # ru_maxrss would include start-up peaks before the run
-        while not done.wait(0.01):
-            peak[0] = max(peak[0], current_rss_mib())
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
+        while not done.wait(0.05):
+            parent = rss_mib()
+            peak[0] = max(peak[0], parent)
+            peak[1] = max(peak[1], parent + worker_rss_mib())
 
     async def go() -> dict:
         backend = StorageRouter(
             StorageOptions(max_connections=concurrency, max_connections_per_host=concurrency)
         )
         started = time.perf_counter()
-        counts = await write_outcomes(fetch_headers(urls, backend, max_concurrent=concurrency), out)
+        counts: Counter[str] = Counter()
+        with pq.ParquetWriter(out, COG_HEADERS_SCHEMA, compression="zstd") as writer:
+            async for rows in header_rows(urls, backend, max_concurrent=concurrency):
+                counts.update(rows.column("status").to_pylist())
+                writer.write_table(rows)
         await backend.close()
         return {"counts": dict(counts), "seconds": time.perf_counter() - started}
 
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     result = asyncio.run(go())
     done.set()
     sampler.join()
-    result["rss_growth_mib"] = max(peak[0], current_rss_mib()) - before
+    result["parent_growth_mib"] = peak[0] - before
+    result["all_peak_mib"] = peak[1]
+    result["all_before_mib"] = before
     return result
 
 
@@ -212,13 +303,78 @@ def _rss_child(conn: Connection, base_url: str, n: int, concurrency: int, out: s
     conn.send(streaming_rss(base_url, n, concurrency, Path(out)))
 
 
+def mean_header_kib(files: list[Path], n_urls: int) -> float:
+    """How far the headers of the URL mix reach into their files, on average."""
+    extents = []
+    for path in files:
+        data = path.read_bytes()
+        driver = HeaderReadDriver(first_read=len(data), max_header_bytes=None)
+        driver.feed([(0, len(data))], [data], file_size=len(data))
+        extents.append(driver.buffer.extent)
+    return np.mean([extents[i % len(files)] for i in range(n_urls)]) / 1024
+
+
+def run_in_loop(coro: Coroutine[object, object, T], use_uvloop: bool) -> T:
+    """``asyncio.run``, on uvloop's event loop when asked (the A/B of ``--uvloop``)."""
+    if not use_uvloop:
+        return asyncio.run(coro)
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
+def run_cell(
+    server: ServerProcess,
+    table: pa.Table,
+    latency: float,
+    concurrency: int,
+    args: argparse.Namespace,
+    header_kib: float,
+) -> None:
+    """Every client at one latency and concurrency, one after the other; one line each."""
+    urls = table.column("assets").combine_chunks().field("B04").field("href").to_pylist()
+    rates: dict[str, float] = {}
+    lines: dict[str, str] = {}
+    server.call("latency", latency / 1000)
+    rates["bare"] = asyncio.run(bare_client(urls, concurrency))
+    if not args.no_async_tiff:
+        server.call("latency", latency / 1000)
+        rates["async-tiff"] = asyncio.run(
+            async_tiff_client(server.base_url, len(urls), concurrency)
+        )
+    engines = [(f"workers={w}", w, False) for w in args.workers]
+    if args.uvloop:
+        engines.append(("w=1 uvloop", 1, True))
+    for label, workers, use_uvloop in engines:
+        server.call("latency", latency / 1000)
+        wall, cpu, summary = run_in_loop(engine_run(table, concurrency, workers), use_uvloop)
+        rates[label] = len(urls) / wall
+        lines[label] = (
+            f"{summary['requests'] / len(urls):8.3f} "
+            f"{summary['bytes'] / len(urls) / 1024:8.1f} {header_kib:7.1f} "
+            f"{cpu / len(urls) * 1000:11.3f}"
+            + ("" if summary["ok"] == len(urls) else f"  FAILED {summary}")
+        )
+    peer = rates.get("async-tiff", float("nan"))
+    for label, rate in rates.items():
+        print(
+            f"{latency:10.0f} {concurrency:4d} {label:11s} | {rate:6.0f} "
+            f"{rate / rates['bare']:6.2f} {rate / peer:11.2f} | {lines.get(label, '')}",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--urls", type=int, default=2000)
     parser.add_argument("--files", type=int, default=24)
-    parser.add_argument("--latency-ms", type=float, nargs="+", default=[0, 20, 50])
+    parser.add_argument("--latency-ms", type=float, nargs="+", default=[0, 50])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[64, 256])
-    parser.add_argument("--rss-urls", type=int, nargs="+", default=[20000, 200000])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--no-async-tiff", action="store_true", help="skip the async-tiff peer")
+    parser.add_argument("--uvloop", action="store_true", help="A/B the engine on uvloop")
+    parser.add_argument("--rss-urls", type=int, nargs="*", default=[20000, 200000])
     parser.add_argument("--quick", action="store_true", help="small smoke run")
     args = parser.parse_args()
     if args.quick:
@@ -228,31 +384,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         files = write_cogs(Path(tmp), args.files)
         mean_size = np.mean([f.stat().st_size for f in files]) / 1e6
-        print(f"{len(files)} COGs written, mean {mean_size:.1f} MB")
+        header_kib = mean_header_kib(files, args.urls)
+        print(f"{len(files)} COGs written, mean {mean_size:.1f} MB, headers {header_kib:.1f} KiB")
         server = ServerProcess(files, max([args.urls, *args.rss_urls]))
         table = url_table(server.base_url, args.urls)
-        urls = table.column("assets").combine_chunks().field("B04").field("href").to_pylist()
+        # The forkserver starts once per process; start it before anything is timed.
+        asyncio.run(engine_run(table, 64, max(args.workers)))
         print(
-            "latency_ms conc | engine hdr/s  ideal  ratio | bare hdr/s  engine/bare | "
-            "req/file  KiB/file  cpu_ms/hdr  conns"
+            "latency_ms conc client      | hdr/s  /bare  /async-tiff | "
+            "req/file KiB/file hdr KiB  cpu_ms/hdr"
         )
         for latency in args.latency_ms:
             for concurrency in args.concurrency:
-                server.call("latency", latency / 1000)
-                wall, cpu, summary = asyncio.run(engine_run(table, concurrency))
-                stats = server.call("stats")
-                server.call("latency", latency / 1000)
-                bare = asyncio.run(bare_client(urls, concurrency))
-                rate = args.urls / wall
-                ideal = concurrency / (latency / 1000) if latency else float("inf")
-                print(
-                    f"{latency:10.0f} {concurrency:4d} | {rate:12.0f} {ideal:6.0f} "
-                    f"{rate / ideal:6.2f} | {bare:10.0f} {rate / bare:12.2f} | "
-                    f"{summary['requests'] / args.urls:8.3f} "
-                    f"{summary['bytes'] / args.urls / 1024:9.1f} "
-                    f"{cpu / args.urls * 1000:11.3f} {stats['connections']:6d}"
-                    + ("" if summary["ok"] == args.urls else f"  FAILED {summary}")
-                )
+                run_cell(server, table, latency, concurrency, args, header_kib)
         server.call("latency", 0.0)
         ctx = mp.get_context("spawn")
         for n in args.rss_urls:
@@ -263,9 +407,11 @@ def main() -> None:
             result = parent.recv()
             proc.join()
             print(
-                f"streaming {n} URLs -> Parquet at concurrency 256: "
-                f"{n / result['seconds']:.0f} hdr/s, peak RSS growth "
-                f"{result['rss_growth_mib']:.0f} MiB, statuses {result['counts']}"
+                f"streaming {n} URLs -> Parquet at concurrency 256 (default workers): "
+                f"{n / result['seconds']:.0f} hdr/s, peak RSS of this process +"
+                f"{result['parent_growth_mib']:.0f} MiB, peak of all processes "
+                f"{result['all_peak_mib']:.0f} MiB (this process {result['all_before_mib']:.0f} "
+                f"MiB before), statuses {result['counts']}"
             )
         server.stop()
 

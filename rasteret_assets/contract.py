@@ -10,6 +10,7 @@ headers never become Python lists of offsets.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -192,12 +193,21 @@ def ifd_struct_array(
     """Struct array (``LEVEL_TYPE`` or ``IFD_TYPE``) of IFDs.
 
     Tile tables are sliced for the paired band, or kept whole when the band is ``None``.
+    The plain fields of every IFD are read in one ``attrgetter`` call each and turned into
+    columns by transposing, not one ``getattr`` per field and IFD (this runs per header).
     """
     tables = [
         (ifd.tile_offsets, ifd.tile_byte_counts) if band is None else ifd.band_tiles(band)
         for ifd, band in levels
     ]
-    ifds = [ifd for ifd, _ in levels]
+    plain = [f.name for f in struct_type if f.name not in _IFD_ARRAY_FIELDS]
+    rows: list[tuple] = []
+    if plain:
+        read = operator.attrgetter(*plain)
+        rows = [read(ifd) for ifd, _ in levels]
+        if len(plain) == 1:
+            rows = [(value,) for value in rows]
+    values = dict(zip(plain, zip(*rows, strict=True), strict=False)) if rows else {}
     columns = []
     for field in struct_type:
         if field.name == "tile_offsets":
@@ -205,12 +215,18 @@ def ifd_struct_array(
         elif field.name == "tile_byte_counts":
             columns.append(_list_of([t[1] for t in tables], pa.int64(), np.int64))
         elif field.name == "extra_samples":
-            columns.append(pa.array([list(i.extra_samples) for i in ifds], field.type))
+            columns.append(pa.array([list(i.extra_samples) for i, _ in levels], field.type))
         elif field.name in ("bits_per_sample", "sample_format"):
-            columns.append(pa.array([getattr(i, field.name)[0] for i in ifds], field.type))
+            columns.append(pa.array([getattr(i, field.name)[0] for i, _ in levels], field.type))
         else:
-            columns.append(pa.array([getattr(i, field.name) for i in ifds], field.type))
+            columns.append(pa.array(values.get(field.name, ()), field.type))
     return pa.StructArray.from_arrays(columns, fields=list(struct_type))
+
+
+#: IFD fields not copied as they are (tile tables, tuples).
+_IFD_ARRAY_FIELDS = frozenset(
+    {"tile_offsets", "tile_byte_counts", "extra_samples", "bits_per_sample", "sample_format"}
+)
 
 
 def _nested_levels(

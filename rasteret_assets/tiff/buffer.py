@@ -25,12 +25,15 @@ class NeedBytes:
 class ByteBuffer:
     """Known byte ranges of one file, plus its size once a driver has learned it."""
 
-    __slots__ = ("_segments", "_starts", "file_size")
+    __slots__ = ("_segments", "_starts", "extent", "file_size")
 
     def __init__(self, file_size: int | None = None) -> None:
         self._starts: list[int] = []
         self._segments: list[bytes] = []
         self.file_size = file_size
+        #: End of the furthest byte range the parser has looked at: for a parsed header, how
+        #: far into the file its header reaches (what a first read needed to cover).
+        self.extent = 0
 
     @classmethod
     def from_bytes(cls, data: bytes, *, complete: bool) -> ByteBuffer:
@@ -92,6 +95,8 @@ class ByteBuffer:
         segment = self._segments[index]
         if end > seg_start + len(segment):
             return None
+        if end > self.extent:
+            self.extent = end
         return memoryview(segment)[offset - seg_start : end - seg_start]
 
 

@@ -103,21 +103,28 @@ class _Format:
         return 16 if self.bigtiff else 8
 
     @property
-    def count_format(self) -> str:
-        return self.order + ("Q" if self.bigtiff else "H")
-
-    @property
     def offset_format(self) -> str:
         return self.order + ("Q" if self.bigtiff else "I")
 
-    @property
-    def entry_format(self) -> struct.Struct:
-        return struct.Struct(self.order + ("HHQ8s" if self.bigtiff else "HHI4s"))
 
-
-_SCALAR_STRUCTS = {
-    order: {t: struct.Struct(order + code) for t, code in UNSIGNED_SCALAR_CODES.items()}
+#: (entry count, next-IFD offset, size of one entry) per (byte order, BigTIFF).
+_WALK_STRUCTS = {
+    (order, bigtiff): (
+        struct.Struct(order + ("Q" if bigtiff else "H")),
+        struct.Struct(order + ("Q" if bigtiff else "I")),
+        20 if bigtiff else 12,
+    )
     for order in "<>"
+    for bigtiff in (False, True)
+}
+_INLINE_SCALARS = {
+    (order, bigtiff): {
+        field_type: ((8 if bigtiff else 4) // unpack.size, unpack.unpack_from)
+        for field_type, code in UNSIGNED_SCALAR_CODES.items()
+        if (unpack := struct.Struct(order + code)).size <= (8 if bigtiff else 4)
+    }
+    for order in "<>"
+    for bigtiff in (False, True)
 }
 
 
@@ -158,8 +165,10 @@ class _Pass:
         self.buffer = buffer
         self.fmt = fmt
         self.missing: list[tuple[int, int]] = []
+        #: field type -> (most values held inline, unpack of the first) for integer types.
+        self.inline = _INLINE_SCALARS[fmt.order, fmt.bigtiff]
 
-    def view(self, offset: int, length: int, what: str) -> memoryview | None:
+    def view(self, offset: int, length: int, what: str | Describe) -> memoryview | None:
         data = self.buffer.view(offset, length, what)
         if data is None:
             self.missing.append((offset, length))
@@ -168,9 +177,8 @@ class _Pass:
     def walk_ifds(self, first_offset: int) -> list[_RawIfd]:
         """Follow the IFD chain until its end or the first IFD not yet in the buffer."""
         fmt = self.fmt
-        count_size = struct.calcsize(fmt.count_format)
-        offset_size = struct.calcsize(fmt.offset_format)
-        entry_struct = fmt.entry_format
+        count_struct, offset_struct, entry_size = _WALK_STRUCTS[fmt.order, fmt.bigtiff]
+        count_size, offset_size = count_struct.size, offset_struct.size
         seen: set[int] = set()
         ifds: list[_RawIfd] = []
         offset = first_offset
@@ -183,17 +191,19 @@ class _Pass:
             if offset < fmt.header_size:
                 raise CorruptTiffError(f"IFD {index} offset {offset} overlaps the file header")
             seen.add(offset)
-            raw_count = self.view(offset, count_size, f"IFD {index} entry count")
+            raw_count = self.view(offset, count_size, lambda i=index: f"IFD {i} entry count")
             if raw_count is None:
                 break
-            (n_entries,) = struct.unpack(fmt.count_format, raw_count)
+            (n_entries,) = count_struct.unpack(raw_count)
             if not 0 < n_entries <= MAX_ENTRIES:
                 raise CorruptTiffError(
                     f"IFD {index} at offset {offset} declares {n_entries} entries "
                     f"(expected 1..{MAX_ENTRIES})"
                 )
-            block_size = n_entries * entry_struct.size
-            block = self.view(offset + count_size, block_size + offset_size, f"IFD {index} entries")
+            block_size = n_entries * entry_size
+            block = self.view(
+                offset + count_size, block_size + offset_size, lambda i=index: f"IFD {i} entries"
+            )
             if block is None:
                 break
             # One C-level unpack of the whole table; later duplicates of a tag win, as in
@@ -202,7 +212,7 @@ class _Pass:
             values = zip(flat[1::4], flat[2::4], flat[3::4], strict=True)
             entries = dict(zip(flat[0::4], values, strict=True))
             ifds.append(_RawIfd(index, offset, entries))
-            (offset,) = struct.unpack(fmt.offset_format, block[block_size:])
+            (offset,) = offset_struct.unpack_from(block, block_size)
         return ifds
 
     def value(self, entry: _Entry, describe: Describe) -> memoryview | None:
@@ -284,15 +294,31 @@ class _IfdReader:
         entry = self.raw.entries.get(tag)
         if entry is None:
             return default
-        code = _SCALAR_STRUCTS[self.parse.fmt.order].get(entry[0])
-        if code is not None and entry[1] >= 1 and code.size * entry[1] <= len(entry[2]):
-            return code.unpack_from(entry[2])[0]
+        inline = self.parse.inline.get(entry[0])
+        if inline is not None and 1 <= entry[1] <= inline[0]:
+            return inline[1](entry[2])[0]
         values = self.integers(tag)
         if values is None:
             return default
         if len(values) == 0:
             raise CorruptTiffError(f"{self.name(tag)} has no value")
         return int(values[0])
+
+    def scalars(self, wanted: tuple[tuple[int, int], ...]) -> list[int]:
+        """:meth:`scalar` of each ``(tag, default)``, in one loop (this runs per IFD)."""
+        entries, inline = self.raw.entries, self.parse.inline
+        found = []
+        for tag, default in wanted:
+            entry = entries.get(tag)
+            if entry is None:
+                found.append(default)
+                continue
+            fast = inline.get(entry[0])
+            if fast is not None and 1 <= entry[1] <= fast[0]:
+                found.append(fast[1](entry[2])[0])
+            else:
+                found.append(self.scalar(tag, default))
+        return found
 
     def per_sample(self, tag: int, samples: int, default: int) -> tuple[int, ...]:
         """A per-sample tag, given once for all samples or once per sample."""
@@ -342,6 +368,20 @@ def _dtype_name_uncached(bits: tuple[int, ...], formats: tuple[int, ...], where:
     raise UnsupportedTiffError(f"{where} has SampleFormat {sample_format} with {depth} bits")
 
 
+#: The scalar tags of an IFD with their defaults, read in one :meth:`_IfdReader.scalars` call.
+_IFD_SCALARS = (
+    (Tag.IMAGE_WIDTH, 0),
+    (Tag.IMAGE_LENGTH, 0),
+    (Tag.TILE_WIDTH, 0),
+    (Tag.TILE_LENGTH, 0),
+    (Tag.SAMPLES_PER_PIXEL, 1),
+    (Tag.PLANAR_CONFIGURATION, 1),
+    (Tag.COMPRESSION, 1),
+    (Tag.NEW_SUBFILE_TYPE, 0),
+    (Tag.PREDICTOR, 1),
+)
+
+
 def _build_ifd(reader: _IfdReader) -> Ifd | None:
     """Turn one raw IFD into an :class:`Ifd`, or ``None`` if some of its values are missing."""
     raw = reader.raw
@@ -353,12 +393,17 @@ def _build_ifd(reader: _IfdReader) -> Ifd | None:
         if not reader.has(required):
             raise CorruptTiffError(f"{where} lacks required tag {tag_name(required)}")
 
-    width = reader.scalar(Tag.IMAGE_WIDTH, 0)
-    height = reader.scalar(Tag.IMAGE_LENGTH, 0)
-    tile_width = reader.scalar(Tag.TILE_WIDTH, 0)
-    tile_height = reader.scalar(Tag.TILE_LENGTH, 0)
-    samples = reader.scalar(Tag.SAMPLES_PER_PIXEL, 1)
-    planar = reader.scalar(Tag.PLANAR_CONFIGURATION, 1)
+    (
+        width,
+        height,
+        tile_width,
+        tile_height,
+        samples,
+        planar,
+        compression,
+        subfile_type,
+        predictor,
+    ) = reader.scalars(_IFD_SCALARS)
     if reader.incomplete:  # an out-of-line value is still missing: judge nothing yet
         return None
     if min(width, height, tile_width, tile_height) <= 0:
@@ -371,7 +416,6 @@ def _build_ifd(reader: _IfdReader) -> Ifd | None:
         raise CorruptTiffError(f"{where} has PlanarConfiguration {planar}")
     bits = reader.per_sample(Tag.BITS_PER_SAMPLE, samples, 1)
     formats = reader.per_sample(Tag.SAMPLE_FORMAT, samples, 1)
-    compression = reader.scalar(Tag.COMPRESSION, 1)
     if reader.incomplete:
         return None
 
@@ -395,8 +439,6 @@ def _build_ifd(reader: _IfdReader) -> Ifd | None:
         if compression == COMPRESSION_JPEG and reader.has(Tag.JPEG_TABLES)
         else None
     )
-    subfile_type = reader.scalar(Tag.NEW_SUBFILE_TYPE, 0)
-    predictor = reader.scalar(Tag.PREDICTOR, 1)
     photometric = reader.scalar(Tag.PHOTOMETRIC, -1) if reader.has(Tag.PHOTOMETRIC) else None
     if reader.incomplete or offsets is None or byte_counts is None:
         return None

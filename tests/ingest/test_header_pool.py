@@ -7,6 +7,7 @@ with exactly one row.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 from pathlib import Path
@@ -18,7 +19,8 @@ from servers.range_server import Fault, RangeServer
 
 from rasteret_assets.ingest.headers.pool import WORKER_LOST, HeaderPool, split_concurrency
 from rasteret_assets.ingest.headers.stream import (
-    MIN_URLS_PER_WORKER,
+    COLD_URLS_PER_WORKER,
+    WARM_URLS_PER_WORKER,
     default_workers,
     header_rows,
     plan_workers,
@@ -135,15 +137,17 @@ def test_the_run_concurrency_is_shared_by_the_workers() -> None:
 
 def test_small_runs_and_local_backends_stay_in_process() -> None:
     router = StorageRouter(StorageOptions())
-    many = 4 * MIN_URLS_PER_WORKER
-    assert plan_workers(4, many, 256, router) == 4
-    assert plan_workers(4, 2 * MIN_URLS_PER_WORKER - 1, 256, router) == 1
-    assert plan_workers(4, many, 2, router) == 2  # never more workers than URLs in flight
-    assert plan_workers(None, many * 64, 256, router) == min(default_workers(), 256)
-    assert plan_workers(4, many, 256, StorageRouter(local=LocalBackend())) == 1
-    assert plan_workers(4, many, 256, LocalBackend()) == 1
+    cold, warm = 4 * COLD_URLS_PER_WORKER, 4 * WARM_URLS_PER_WORKER
+    assert plan_workers(4, cold, 256, router, warm=False) == 4
+    assert plan_workers(4, warm, 256, router, warm=False) == 1  # not worth a forkserver
+    assert plan_workers(4, warm, 256, router, warm=True) == 4  # forking from it is cheap
+    assert plan_workers(4, 2 * WARM_URLS_PER_WORKER - 1, 256, router, warm=True) == 1
+    assert plan_workers(4, cold, 2, router) == 2  # never more workers than URLs in flight
+    assert plan_workers(None, cold * 64, 256, router) == min(default_workers(), 256)
+    assert plan_workers(4, cold, 256, StorageRouter(local=LocalBackend())) == 1
+    assert plan_workers(4, cold, 256, LocalBackend()) == 1
     with pytest.raises(ValueError, match="workers must be >= 1"):
-        plan_workers(0, many, 256, router)
+        plan_workers(0, cold, 256, router)
 
 
 def test_default_workers_is_the_cpus_this_process_may_use() -> None:
@@ -151,12 +155,13 @@ def test_default_workers_is_the_cpus_this_process_may_use() -> None:
 
 
 def test_a_large_run_through_the_library_path_uses_the_workers(
-    range_server: RangeServer, tiff_fixtures: Path
+    range_server: RangeServer, tiff_fixtures: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     data = (tiff_fixtures / COGS[0]).read_bytes()
-    many = [range_server.url(f"/many/{i}.tif") for i in range(2 * MIN_URLS_PER_WORKER)]
+    many = [range_server.url(f"/many/{i}.tif") for i in range(2 * WARM_URLS_PER_WORKER)]
     for i in range(len(many)):
         range_server.add_bytes(f"/many/{i}.tif", data)
+    list(HeaderPool(many[:1], config(), workers=1).rows())  # this process has a forkserver now
 
     async def read() -> list[pa.Table]:
         backend = StorageRouter(StorageOptions(max_connections=64))
@@ -166,9 +171,10 @@ def test_a_large_run_through_the_library_path_uses_the_workers(
         finally:
             await backend.close()
 
-    before = range_server.connections_accepted
-    rows = pa.concat_tables(asyncio.run(read()))
+    with caplog.at_level(logging.INFO, logger="rasteret_assets.ingest.headers.stream"):
+        tables = asyncio.run(read())
+    rows = pa.concat_tables(tables)
+    assert f"reading {len(many)} URLs with 2 worker processes" in caplog.text
     assert sorted(rows["url"].to_pylist()) == sorted(many)
     assert set(rows["status"].to_pylist()) == {"ok"}
-    # Two connection pools (one per worker process), none from this process.
-    assert range_server.connections_accepted - before <= 64 + 2
+    assert len(tables) >= 2 and tables[0].num_rows >= 500  # batches as they come, not one

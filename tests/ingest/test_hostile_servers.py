@@ -108,8 +108,15 @@ def run(urls: list[str], options: StorageOptions) -> EnrichmentResult:
     async def go() -> EnrichmentResult:
         router = StorageRouter(options)
         try:
+            # A fixed 64 KiB first read reaches past the half body of the short 200.
             return await enrich_table(
-                table, index, ["red"], max_concurrent=len(urls), backend=router, retry=RETRY
+                table,
+                index,
+                ["red"],
+                max_concurrent=len(urls),
+                backend=router,
+                retry=RETRY,
+                first_read=65536,
             )
         finally:
             await router.close()

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 
+from rasteret_assets.ingest.headers.read_size import LearnedFirstReads
 from rasteret_assets.storage import RetryPolicy, StorageBackend, StorageError, redact_url
 from rasteret_assets.storage.base import read_range_with_info
 from rasteret_assets.tiff import TiffError, TiffHeader
@@ -56,6 +57,8 @@ class HeaderOutcome:
     etag: str | None = None
     size: int | None = None
     header: TiffHeader | None = None
+    #: How far into the file the parsed header reached (what a first read had to cover).
+    header_extent: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -128,6 +131,7 @@ async def fetch_header(
         etag=etag,
         size=size,
         header=header,
+        header_extent=driver.buffer.extent,
     )
 
 
@@ -222,7 +226,7 @@ async def fetch_headers(
     *,
     max_concurrent: int = 300,
     retry: RetryPolicy | None = None,
-    first_read: int = DEFAULT_FIRST_READ,
+    first_read: int | None = None,
     min_read: int = DEFAULT_MIN_READ,
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
     progress: ProgressLog | None = None,
@@ -230,7 +234,9 @@ async def fetch_headers(
     """Yield one outcome per URL, in completion order, with at most ``max_concurrent`` in flight.
 
     ``urls`` may be an async iterable that several tasks can await at once (a worker
-    process's feed, which receives URLs while the run goes on).
+    process's feed, which receives URLs while the run goes on). ``first_read=None`` learns
+    each host's first read size from the headers read so far (:mod:`.read_size`); a number
+    fixes it.
     """
     if max_concurrent < 1:
         raise ValueError(f"max_concurrent must be >= 1, got {max_concurrent}")
@@ -239,6 +245,7 @@ async def fetch_headers(
     results: asyncio.Queue[HeaderOutcome | None] = asyncio.Queue(maxsize=max_concurrent * 2)
 
     failures: list[BaseException] = []
+    learned = None if first_read is not None else LearnedFirstReads(ceiling=max_header_bytes)
 
     async def worker() -> None:
         try:
@@ -247,10 +254,12 @@ async def fetch_headers(
                     url,
                     backend,
                     retry=policy,
-                    first_read=first_read,
+                    first_read=first_read if learned is None else learned.size_for(url),
                     min_read=min_read,
                     max_header_bytes=max_header_bytes,
                 )
+                if learned is not None and outcome.header_extent:
+                    learned.record(url, outcome.header_extent)
                 await results.put(outcome)
         except Exception as error:  # a bug, not a bad asset: surface it after the pool stops
             failures.append(error)

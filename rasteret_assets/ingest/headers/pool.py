@@ -43,6 +43,14 @@ class HeaderPoolError(RuntimeError):
     """A worker process hit a bug (not a bad asset, which is a row); carries its traceback."""
 
 
+_spawned = 0
+
+
+def workers_started() -> bool:
+    """Whether this process has started a header worker (so its forkserver is running)."""
+    return _spawned > 0
+
+
 def worker_context() -> mp.context.BaseContext:
     """Forkserver: workers fork from a clean server process that has the engine imported.
 
@@ -124,7 +132,7 @@ class HeaderPool:
         buffered: list[pa.Table] = []
         held_rows = 0
         try:
-            for _ in range(min(self.workers, max(1, len(self.urls)))):
+            for _ in range(min(self.workers, len(self.urls))):
                 self._spawn()
             for table in self._answers():
                 buffered.append(table)
@@ -241,6 +249,7 @@ class HeaderPool:
     # -- processes -----------------------------------------------------------------------
 
     def _spawn(self) -> None:
+        global _spawned
         task_out, task_in = self.context.Pipe(duplex=False)
         result_out, result_in = self.context.Pipe(duplex=False)
         process = self.context.Process(
@@ -250,6 +259,7 @@ class HeaderPool:
             daemon=True,
         )
         process.start()
+        _spawned += 1
         task_out.close()
         result_in.close()
         self.live.append(_Worker(process, task_in, result_out))

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from rasteret_assets.contract import COG_HEADERS_SCHEMA, IFD_TYPE, ifd_struct_array
 from rasteret_assets.ingest.headers.engine import HeaderOutcome
-from rasteret_assets.ingest.normalize.credentials import strip_credentials, strip_href_array
+from rasteret_assets.ingest.normalize.credentials import strip_href_array
 
 #: The columns a join reads; the rest describe the fetch.
 JOIN_COLUMNS = (
@@ -81,7 +81,7 @@ def outcomes_table(outcomes: Sequence[HeaderOutcome]) -> pa.Table:
 
     columns = {
         # Credentials never reach a written table; the identity is what joins look up.
-        "url": pa.array([strip_credentials(o.url) for o in outcomes], pa.string()),
+        "url": url_identity(pa.array([o.url for o in outcomes], pa.string())),
         "status": pa.array([o.status for o in outcomes], pa.string()),
         "error": pa.array([o.error for o in outcomes], pa.string()),
         "attempts": pa.array([o.attempts for o in outcomes], pa.int32()),

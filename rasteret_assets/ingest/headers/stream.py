@@ -4,20 +4,24 @@ Every door (the library functions, both builders, the ``cog_headers`` step) asks
 :func:`header_rows`, which decides with :func:`plan_workers`:
 
 * ``workers`` defaults to the CPUs this process may use (:func:`default_workers`);
-* each worker must get at least :data:`MIN_URLS_PER_WORKER` URLs. Starting a worker costs
-  about 0.1 s on the forkserver (its imports are done once per parent); at the ~1,500
-  headers/s one process reaches on a laptop core that is ~150 headers, and the run's tail,
-  where some workers idle while the last ones finish, costs a few hundred more. Below
-  2 x 1,000 URLs (a chunk of a streamed build, a small month) one process is as fast and
-  simpler to debug;
+* each worker must get enough URLs to pay for starting it. The first pool of a process
+  starts the forkserver, which imports the engine (pyarrow, aiohttp, the storage backends):
+  2-3 s on a loaded 2-core box, the time one process needs for 2,000-3,000 headers. So a
+  process's first pool needs :data:`COLD_URLS_PER_WORKER` URLs per worker, and the break-even
+  of ``N / r = start + N / (w r)`` is met from ~5,000 URLs on 2 workers. Later pools fork in
+  ~0.05 s per worker; what is left is the run's tail (workers idle while the last URLs
+  finish), so :data:`WARM_URLS_PER_WORKER` is enough. Below that one process is as fast and
+  simpler to debug (a chunk of a streamed build, a small month);
 * a backend that cannot be rebuilt in another process (injected backends, a custom
-  ``StorageBackend``) and a caller that is itself a daemon process keep the run here.
+  ``StorageBackend``), a caller that is itself a daemon process and a platform without the
+  forkserver start method keep the run here.
 
 ``max_concurrent`` is the whole run's, split between the workers.
 """
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import os
 from collections.abc import AsyncIterator, Sequence
@@ -25,13 +29,17 @@ from collections.abc import AsyncIterator, Sequence
 import pyarrow as pa
 
 from rasteret_assets.ingest.headers.engine import ProgressLog, fetch_headers
-from rasteret_assets.ingest.headers.pool import HeaderPool, pool_rows
+from rasteret_assets.ingest.headers.pool import HeaderPool, pool_rows, workers_started
 from rasteret_assets.ingest.headers.rows import outcome_batches
 from rasteret_assets.ingest.headers.worker import WorkerConfig
 from rasteret_assets.storage import RetryPolicy, StorageBackend, StorageOptions
 
-#: Fewest URLs worth giving one worker process (see the module docstring).
-MIN_URLS_PER_WORKER = 1000
+#: Fewest URLs worth giving one worker process when the forkserver must be started first,
+#: and once it runs (see the module docstring).
+COLD_URLS_PER_WORKER = 2500
+WARM_URLS_PER_WORKER = 500
+
+logger = logging.getLogger(__name__)
 
 
 def default_workers() -> int:
@@ -50,15 +58,29 @@ def portable_options(backend: StorageBackend) -> StorageOptions | None:
 
 
 def plan_workers(
-    workers: int | None, n_urls: int, max_concurrent: int, backend: StorageBackend
+    workers: int | None,
+    n_urls: int,
+    max_concurrent: int,
+    backend: StorageBackend,
+    *,
+    warm: bool | None = None,
 ) -> int:
-    """How many processes read this run (1: this one, no worker processes)."""
+    """How many processes read this run (1: this one, no worker processes).
+
+    ``warm`` says whether this process has started a pool before (default: whether it has).
+    """
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be >= 1 (or None for every CPU), got {workers}")
     wanted = default_workers() if workers is None else workers
-    if portable_options(backend) is None or mp.current_process().daemon:
+    if (
+        portable_options(backend) is None
+        or mp.current_process().daemon  # a daemon process may not start processes
+        or "forkserver" not in mp.get_all_start_methods()
+    ):
         return 1
-    return max(1, min(wanted, n_urls // MIN_URLS_PER_WORKER, max_concurrent))
+    warm = workers_started() if warm is None else warm
+    per_worker = WARM_URLS_PER_WORKER if warm else COLD_URLS_PER_WORKER
+    return max(1, min(wanted, n_urls // per_worker, max_concurrent))
 
 
 async def header_rows(
@@ -94,6 +116,7 @@ async def header_rows(
         batch_size=min(batch_size, 250),
         engine=engine,
     )
+    logger.info("reading %d URLs with %d worker processes", len(urls), count)
     pool = HeaderPool(urls, config, count, batch_size=batch_size, progress=progress)
     async for rows in pool_rows(pool):
         yield rows
