@@ -54,8 +54,10 @@ from servers.range_server import RangeServer  # noqa: E402
 
 from rasteret_assets.contract import COG_HEADERS_SCHEMA  # noqa: E402
 from rasteret_assets.ingest import build_url_index_from_assets, enrich_table  # noqa: E402
+from rasteret_assets.ingest.headers.pool import HeaderPool  # noqa: E402
 from rasteret_assets.ingest.headers.stream import header_rows  # noqa: E402
-from rasteret_assets.storage import StorageOptions, StorageRouter  # noqa: E402
+from rasteret_assets.ingest.headers.worker import WorkerConfig  # noqa: E402
+from rasteret_assets.storage import RetryPolicy, StorageOptions, StorageRouter  # noqa: E402
 from rasteret_assets.tiff import HeaderReadDriver  # noqa: E402
 
 BARE_READ = 16384
@@ -388,8 +390,10 @@ def main() -> None:
         print(f"{len(files)} COGs written, mean {mean_size:.1f} MB, headers {header_kib:.1f} KiB")
         server = ServerProcess(files, max([args.urls, *args.rss_urls]))
         table = url_table(server.base_url, args.urls)
-        # The forkserver starts once per process; start it before anything is timed.
-        asyncio.run(engine_run(table, 64, max(args.workers)))
+        # The forkserver starts once per process (the first pool of a Dagster step pays it);
+        # start it before anything is timed, so every workers>1 run forks from it.
+        warm_up = WorkerConfig(StorageOptions(), RetryPolicy(), 1, 1, {})
+        list(HeaderPool(table.slice(0, 1).column("id").to_pylist(), warm_up, 1).rows())
         print(
             "latency_ms conc client      | hdr/s  /bare  /async-tiff | "
             "req/file KiB/file hdr KiB  cpu_ms/hdr"

@@ -214,6 +214,8 @@ class HeaderPool:
         self.live.remove(worker)
         self.deaths += 1
         worker.process.join(JOIN_SECONDS)
+        worker.tasks.close()
+        worker.results.close()
         code = worker.process.exitcode
         twice = sorted(worker.held & self._lost_once)
         self._lost_once |= worker.held
