@@ -137,7 +137,7 @@ def _headers_asset(
         urls = month_urls(records, source.band_codes)
         previous = workspace.open_parquet(source.name, "cog_headers", month, HEADERS_FILE)
         options = storage.options(
-            concurrency.max_concurrent, concurrency.max_per_host, source.storage_options
+            concurrency.max_concurrent, concurrency.connections_per_host(), source.storage_options
         )
         store = workspace.store(source.name, "cog_headers", month)
 

@@ -51,7 +51,7 @@ from rasteret_assets.ingest.normalize.table import normalize_table
 from rasteret_assets.ingest.stac.band_map import BandMapError
 from rasteret_assets.ingest.stac.builder import StacCollectionBuilder
 from rasteret_assets.ingest.stac.items import StacItemConverter
-from rasteret_assets.ingest.tables.month import in_window, month_tables
+from rasteret_assets.ingest.tables.month import BATCH_ROWS, in_window, month_tables
 from rasteret_assets.sources import CloudConfig, ResolvedSource
 from rasteret_assets.storage import RetryPolicy, StorageBackend
 
@@ -107,7 +107,7 @@ async def write_records(
     result = RecordsResult()
     info = CollectionInfo(name=source.name, data_source=source.data_source)
     partition = PartitionFile(
-        store, month_dir(start), info=info, run_id=uuid.uuid4().hex, row_group_size=65536
+        store, month_dir(start), info=info, run_id=uuid.uuid4().hex, row_group_size=BATCH_ROWS
     )
     ids: list[pa.Array] = []
     try:

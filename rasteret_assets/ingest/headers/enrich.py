@@ -18,7 +18,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rasteret_assets.contract import ASSET_TYPE, ASSETS, CRS, ID, PROJ_EPSG, metadata_column
-from rasteret_assets.ingest.headers.engine import HeaderOutcome, ProgressLog, fetch_headers
+from rasteret_assets.ingest.headers.engine import (
+    DEFAULT_MAX_CONCURRENT,
+    HeaderOutcome,
+    ProgressLog,
+    fetch_headers,
+)
 from rasteret_assets.ingest.headers.join import JoinReport, join_headers
 from rasteret_assets.ingest.headers.rows import (
     add_urls,
@@ -28,6 +33,7 @@ from rasteret_assets.ingest.headers.rows import (
 )
 from rasteret_assets.ingest.normalize.columns import with_column
 from rasteret_assets.ingest.normalize.crs import SOURCE_COLUMNS as CRS_SOURCE_COLUMNS
+from rasteret_assets.sources.registry import CloudConfig
 from rasteret_assets.storage import (
     RetryPolicy,
     StorageBackend,
@@ -94,10 +100,22 @@ class EnrichmentResult:
         return dict(status_counts(self.outcomes))
 
 
-def default_backend(max_concurrent: int) -> StorageRouter:
-    """The storage every library function reads with when the caller gives none."""
+def default_backend(max_concurrent: int, cloud: CloudConfig | None = None) -> StorageRouter:
+    """The storage every library function and builder reads with when the caller gives none.
+
+    ``max_concurrent`` is the number of URLs in flight; the pool gets one connection per URL
+    in flight so no read waits for a socket. ``cloud`` supplies the S3 credential mode and
+    region of a registered source (its rewrites were applied when the records were made).
+    """
+    cloud = cloud or CloudConfig()
     return StorageRouter(
-        StorageOptions(max_connections=max_concurrent, max_connections_per_host=max_concurrent)
+        StorageOptions(
+            anon=cloud.anon,
+            requester_pays=cloud.requester_pays,
+            region=cloud.region,
+            max_connections=max_concurrent,
+            max_connections_per_host=max_concurrent,
+        )
     )
 
 
@@ -154,7 +172,7 @@ async def enrich_table(
     url_index: UrlIndex,
     band_codes: list[str],
     *,
-    max_concurrent: int = 300,
+    max_concurrent: int = DEFAULT_MAX_CONCURRENT,
     batch_size: int = 100,
     backend: StorageBackend | None = None,
     retry: RetryPolicy | None = None,
@@ -209,7 +227,7 @@ async def enrich_table_with_cog_metadata(
     url_index: UrlIndex,
     band_codes: list[str],
     *,
-    max_concurrent: int = 300,
+    max_concurrent: int = DEFAULT_MAX_CONCURRENT,
     batch_size: int = 100,
     backend: StorageBackend | None = None,
 ) -> pa.Table:
