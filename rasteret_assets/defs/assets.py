@@ -218,8 +218,7 @@ def _collection_asset(
         results = [checks.check_result(o) for o in result.checks.outcomes]
         metadata = _schema_metadata(result.schema, result.rows, result.uri)
         metadata["published"] = result.published
-        if result.join.crs_conflicts:
-            metadata["crs_conflicts"] = result.join.crs_conflicts
+        metadata["crs_conflicts_left_out"] = result.join.crs_conflicts
         if not result.published:
             context.log.error(
                 "not publishing %s: blocking checks failed: %s", month, result.checks.blocked

@@ -38,6 +38,7 @@ IN_PARTITION = "datetime_in_partition"
 BBOX_VALID = "bbox_valid"
 COVERAGE = "header_coverage"
 TILE_TABLES = "tile_table_consistency"
+CRS_CONSISTENT = "crs_consistent"
 
 CHECK_DESCRIPTIONS = {
     SCHEMA: "Contract columns exist with the contract's Arrow types.",
@@ -49,6 +50,10 @@ CHECK_DESCRIPTIONS = {
         "with no asset URL, or none read, fails."
     ),
     TILE_TABLES: "Each band's tile table has one entry per tile of its grid.",
+    CRS_CONSISTENT: (
+        "Every record's bands share one CRS; records whose bands disagree are left out of "
+        "the month (rasteret cannot read them as one stack) and named here."
+    ),
 }
 BLOCKING = frozenset({SCHEMA, UNIQUE_IDS, COVERAGE, TILE_TABLES})
 EXAMPLES = 5
@@ -108,7 +113,7 @@ class MonthChecks:
             self.bad_tiles.add(_inconsistent_tiles(table, band))
 
     def finish(self, join: JoinReport) -> list[CheckOutcome]:
-        """The six verdicts of the month (``join`` is the month's join report)."""
+        """The month's verdicts (``join`` is the month's join report)."""
         ids = pa.chunked_array(self.ids, pa.string()) if self.ids else pa.array([], pa.string())
         counts = pc.value_counts(ids)
         repeated = [v["values"] for v in counts.to_pylist() if v["counts"] > 1]
@@ -142,6 +147,14 @@ class MonthChecks:
                 TILE_TABLES,
                 not self.bad_tiles.count,
                 {"inconsistent": self.bad_tiles.count, "examples": self.bad_tiles.examples},
+            ),
+            CheckOutcome(
+                CRS_CONSISTENT,
+                not join.crs_conflicts,
+                {
+                    "left_out": join.crs_conflicts,
+                    "examples": join.crs_conflict_examples[:EXAMPLES],
+                },
             ),
         ]
         return self.outcomes

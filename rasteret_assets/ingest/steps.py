@@ -379,7 +379,9 @@ def publish_month(
         for batch in records.iter_batches(batch_size=JOIN_BATCH_ROWS):
             table = pa.Table.from_batches([batch])
             keys = _batch_keys(table, bands)
-            joined, _ = join_headers(table, index.rows_for(keys), bands, report=result.join)
+            joined, _ = join_headers(
+                table, index.rows_for(keys), bands, report=result.join, on_crs_conflict="drop"
+            )
             checks.update(joined)
             result.schema = result.schema or joined.schema
             span = pc.min_max(joined.column(DATETIME))
