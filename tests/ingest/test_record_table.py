@@ -26,6 +26,7 @@ import rasterio
 import s3fs
 import shapely
 from affine import Affine
+from prefix_backend import PrefixBackend
 from servers.moto_s3 import MotoS3
 from servers.range_server import Fault, RangeServer
 
@@ -48,7 +49,7 @@ from rasteret_assets.ingest import (
 )
 from rasteret_assets.ingest.tables.assets import rewrite_strings
 from rasteret_assets.ingest.tables.raster_assets import raster_mask
-from rasteret_assets.storage import StorageOptions, StorageRouter, rewrite_url
+from rasteret_assets.storage import StorageRouter, rewrite_url
 from rasteret_assets.tiff import parse_tiff_bytes
 
 GEOPARQUET = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "geoparquet"
@@ -539,11 +540,7 @@ async def test_backend_is_used_for_reads_and_left_open(
     range_server.add_file("/private/cog.tif", tiff_fixtures / BAND_COG)
     path = tmp_path / "records.parquet"
     pq.write_table(href_table(["https://private.example/cog.tif"]), path)
-    backend = StorageRouter(
-        StorageOptions(
-            url_rewrite_patterns={"https://private.example/": range_server.url("/private/")}
-        )
-    )
+    backend = PrefixBackend("https://private.example/", range_server.url("/private/"))
     builder = RecordTableBuilder(
         path, href_column="url", band_index_map={"b": 0}, enrich_cog=True, backend=backend
     )

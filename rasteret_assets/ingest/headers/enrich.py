@@ -17,7 +17,15 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rasteret_assets.contract import ASSET_TYPE, ASSETS, CRS, ID, PROJ_EPSG, metadata_column
+from rasteret_assets.contract import (
+    ASSET_TYPE,
+    ASSETS,
+    BAND_METADATA_TYPE,
+    CRS,
+    ID,
+    PROJ_EPSG,
+    metadata_column,
+)
 from rasteret_assets.ingest.headers.engine import (
     DEFAULT_MAX_CONCURRENT,
     HeaderOutcome,
@@ -253,20 +261,34 @@ def add_band_metadata_columns(
 ) -> pa.Table:
     """Append ``{band}_metadata`` columns from already-parsed headers.
 
-    Each item is ``{"record_id", "band", "header"}`` (a parsed :class:`TiffHeader`) with
-    optional ``band_index``, ``etag`` and ``size``. Rows are matched by id, which must be
-    unique. The headers go through the same header rows and join as fetched ones.
+    An item is ``{"record_id", "band", ...}`` in either of two shapes: the reference's
+    processed item, whose metadata fields are plain values (``width``, ``height``,
+    ``tile_offsets`` … already sliced for the band), or ``{"header": TiffHeader}`` with
+    optional ``band_index``, ``etag`` and ``size``, which goes through the same header rows
+    and join as fetched headers. Rows are matched by id, which must be unique.
     """
     reject_duplicate_ids(table)
     known = {str(record_id) for record_id in table.column(ID).to_pylist()}
+    for item in processed_items:
+        if str(item["record_id"]) not in known:
+            raise ValueError(f"processed item for unknown record id {item['record_id']!r}")
+    wanted = [item for item in processed_items if item["band"] in band_codes]
+    parsed = [item for item in wanted if "header" in item]
+    plain = [item for item in wanted if "header" not in item]
+    joined = _join_parsed_headers(table, band_codes, parsed) if parsed else None
+    ids = [str(i) for i in table.column(ID).to_pylist()]
+    for band in band_codes:
+        column = _plain_metadata(ids, band, plain)
+        if joined is not None:
+            column = pc.coalesce(joined.column(metadata_column(band)).combine_chunks(), column)
+        table = table.append_column(metadata_column(band), column)
+    return table
+
+
+def _join_parsed_headers(table: pa.Table, band_codes: list[str], items: list[dict]) -> pa.Table:
     outcomes: list[HeaderOutcome] = []
     index: dict[str, dict[str, dict[str, Any]]] = {}
-    for number, item in enumerate(processed_items):
-        record_id, band = str(item["record_id"]), item["band"]
-        if record_id not in known:
-            raise ValueError(f"processed item for unknown record id {record_id!r}")
-        if band not in band_codes:
-            continue
+    for number, item in enumerate(items):
         key = f"processed-item:{number}"
         outcomes.append(
             HeaderOutcome(
@@ -282,12 +304,27 @@ def add_band_metadata_columns(
                 header=item["header"],
             )
         )
-        index.setdefault(record_id, {})[band] = {
+        index.setdefault(str(item["record_id"]), {})[item["band"]] = {
             "url": key,
             "band_index": int(item.get("band_index") or 0),
         }
-    uses = uses_table(table, index, band_codes)
-    joined, _ = join_headers(uses, outcomes_table(outcomes), band_codes)
-    for band in band_codes:
-        table = table.append_column(metadata_column(band), joined.column(metadata_column(band)))
-    return table
+    joined, _ = join_headers(
+        uses_table(table, index, band_codes), outcomes_table(outcomes), band_codes
+    )
+    return joined
+
+
+#: The reference's processed-item keys that differ from the metadata struct's field names.
+_PLAIN_RENAMES = {"width": "image_width", "height": "image_height"}
+_METADATA_FIELDS = {f.name for f in BAND_METADATA_TYPE}
+
+
+def _plain_metadata(ids: list[str], band: str, items: list[dict]) -> pa.StructArray:
+    """One band's metadata column from the reference's processed items (null where none)."""
+    by_id: dict[str, dict[str, Any]] = {}
+    for item in items:
+        if item["band"] != band:
+            continue
+        values = {_PLAIN_RENAMES.get(k, k): v for k, v in item.items()}
+        by_id[str(item["record_id"])] = {k: v for k, v in values.items() if k in _METADATA_FIELDS}
+    return pa.array([by_id.get(i) for i in ids], type=BAND_METADATA_TYPE)
