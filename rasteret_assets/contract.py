@@ -332,7 +332,7 @@ def require_columns(schema: pa.Schema) -> None:
     missing = missing_columns(schema)
     if missing:
         raise MissingColumnsError(
-            f"table is missing required contract column(s) {missing}; "
+            f"Table is missing required columns: {missing}; "
             f"required {list(REQUIRED_COLUMNS)}, present {schema.names}",
             column=missing[0],
         )

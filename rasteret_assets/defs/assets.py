@@ -220,9 +220,12 @@ def _collection_asset(
         metadata["published"] = result.published
         metadata["crs_conflicts_left_out"] = result.join.crs_conflicts
         if not result.published:
-            context.log.error(
-                "not publishing %s: blocking checks failed: %s", month, result.checks.blocked
+            why = (
+                f"blocking checks failed: {result.checks.blocked}"
+                if result.checks.blocked
+                else "every record was left out (bands in different CRSs)"
             )
+            context.log.error("not publishing %s: %s", month, why)
             return dg.MaterializeResult(metadata=metadata, check_results=results)
         metadata["datetime_range"] = result.datetime_range
         return dg.MaterializeResult(metadata=metadata, check_results=results)

@@ -323,7 +323,9 @@ class HeaderFile:
 
     def rows_for(self, keys: pa.Array) -> pa.Table:
         """The successful header rows of ``keys`` (any that exist)."""
-        found = pc.index_in(keys, value_set=self.urls).drop_null().to_numpy()
+        # Hash the batch's keys, not the month's URLs: the set stays the size of a batch.
+        wanted = pc.fill_null(pc.is_in(self.urls, value_set=keys.unique()), False)
+        found = np.flatnonzero(wanted.to_numpy(zero_copy_only=False))
         if not len(found):
             return COG_HEADERS_SCHEMA.empty_table().select(list(JOIN_COLUMNS))
         groups = np.unique(np.searchsorted(self.group_starts, found, side="right") - 1)
@@ -373,7 +375,7 @@ def publish_month(
     )
     first = last = None
     writer = PartitionedWriter(
-        collection_uri, info=info, storage_options=storage_options, buffer_bytes=64 << 20
+        collection_uri, info=info, storage_options=storage_options, buffer_bytes=16 << 20
     )
     with writer:
         for batch in records.iter_batches(batch_size=JOIN_BATCH_ROWS):
@@ -382,8 +384,10 @@ def publish_month(
             joined, _ = join_headers(
                 table, index.rows_for(keys), bands, report=result.join, on_crs_conflict="drop"
             )
-            checks.update(joined)
             result.schema = result.schema or joined.schema
+            if not joined.num_rows:  # an empty batch, or every record left out
+                continue
+            checks.update(joined)
             span = pc.min_max(joined.column(DATETIME))
             first = span["min"] if first is None or span["min"].as_py() < first.as_py() else first
             last = span["max"] if last is None or span["max"].as_py() > last.as_py() else last

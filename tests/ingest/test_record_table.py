@@ -346,7 +346,7 @@ def test_href_column_rules(tmp_path: Path) -> None:
         RecordTableBuilder(path, href_column="url")
     with pytest.raises(ContractError, match="no href in record 'scene-1'"):
         RecordTableBuilder(path, href_column="url", band_index_map={"b": 0}).build()
-    with pytest.raises(ContractError, match="'nope' is not in the table"):
+    with pytest.raises(ContractError, match="href_column 'nope' not found in table"):
         RecordTableBuilder(path, href_column="nope", band_index_map={"b": 0}).build()
     with_assets = tmp_path / "both.parquet"
     pq.write_table(href_table(["a.tif"]).append_column("assets", pa.array(["{}"])), with_assets)

@@ -41,8 +41,9 @@ def test_processed_items_and_parsed_headers_give_the_same_fields(tiff_fixtures: 
     assert red[0] is None and red[1] is None
     names = [f.name for f in RASTERET_METADATA_FIELDS]
     assert {k: red[2][k] for k in names} == {k: parsed[k] for k in names}
-    assert from_items.column("nir_metadata")[0]["tile_byte_counts"].as_py() == (
-        parsed["tile_byte_counts"]
+    assert (
+        from_items.column("nir_metadata")[0]["tile_byte_counts"].as_py()
+        == (parsed["tile_byte_counts"])
     )
 
 
