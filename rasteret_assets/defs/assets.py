@@ -219,6 +219,8 @@ def _collection_asset(
         metadata = _schema_metadata(result.schema, result.rows, result.uri)
         metadata["published"] = result.published
         metadata["crs_conflicts_left_out"] = result.join.crs_conflicts
+        metadata["footprints_from_headers"] = result.footprints.from_headers
+        metadata["footprints_missing"] = result.footprints.missing
         if not result.published:
             why = (
                 f"blocking checks failed: {result.checks.blocked}"

@@ -47,6 +47,7 @@ from rasteret_assets.ingest.headers.rows import (
 )
 from rasteret_assets.ingest.month_checks import MonthChecks
 from rasteret_assets.ingest.normalize.credentials import strip_asset_credentials
+from rasteret_assets.ingest.normalize.footprints import FootprintCounts, fill_footprints
 from rasteret_assets.ingest.normalize.table import normalize_table
 from rasteret_assets.ingest.stac.band_map import BandMapError
 from rasteret_assets.ingest.stac.builder import StacCollectionBuilder
@@ -343,6 +344,7 @@ class CollectionResult:
     uri: str | None = None
     checks: MonthChecks | None = None
     join: JoinReport = field(default_factory=JoinReport)
+    footprints: FootprintCounts = field(default_factory=FootprintCounts)
     schema: pa.Schema | None = None
     datetime_range: str | None = None
 
@@ -384,9 +386,11 @@ def publish_month(
             joined, _ = join_headers(
                 table, index.rows_for(keys), bands, report=result.join, on_crs_conflict="drop"
             )
-            result.schema = result.schema or joined.schema
-            if not joined.num_rows:  # an empty batch, or every record left out
+            if not joined.num_rows:  # every record of the batch left out
                 continue
+            joined, footprints = fill_footprints(joined, bands)
+            result.footprints.add(footprints)
+            result.schema = result.schema or joined.schema
             checks.update(joined)
             span = pc.min_max(joined.column(DATETIME))
             first = span["min"] if first is None or span["min"].as_py() < first.as_py() else first

@@ -16,6 +16,7 @@ that describe a period, e.g. annual land-cover maps).
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -51,6 +52,7 @@ from rasteret_assets.contract import (
     SCENE_BBOX_TYPE,
     YEAR,
     ContractError,
+    band_codes_of,
     describe_ids,
     require_columns,
     require_unique_ids,
@@ -59,6 +61,7 @@ from rasteret_assets.ingest.normalize.assets import normalize_assets
 from rasteret_assets.ingest.normalize.bad_values import example
 from rasteret_assets.ingest.normalize.crs import SOURCE_COLUMNS as CRS_SOURCE_COLUMNS
 from rasteret_assets.ingest.normalize.crs import raster_crs
+from rasteret_assets.ingest.normalize.footprints import fill_footprints
 from rasteret_assets.ingest.normalize.geometry import (
     bbox_array,
     footprint_bounds,
@@ -66,7 +69,10 @@ from rasteret_assets.ingest.normalize.geometry import (
     scene_bbox_array,
     to_wkb,
 )
+from rasteret_assets.ingest.normalize.reproject import declared_crs
 from rasteret_assets.ingest.normalize.timestamps import normalize_datetime
+
+logger = logging.getLogger(__name__)
 
 START_DATETIME = "start_datetime"
 
@@ -100,7 +106,9 @@ def normalize_table(table: pa.Table, *, keep_partition_columns: bool = False) ->
     ids = record_ids(columns[ID])
     require_unique_ids(ids)
     when = acquisition_times(columns, ids)
-    geoms = geometries_from_column(columns[GEOMETRY], ids, GEOMETRY)
+    geoms = geometries_from_column(
+        columns[GEOMETRY], ids, GEOMETRY, declared_crs(table.schema, GEOMETRY)
+    )
     bounds = footprint_bounds(geoms)
     epsg, crs = raster_crs(columns, ids)
     derived = {
@@ -125,7 +133,15 @@ def normalize_table(table: pa.Table, *, keep_partition_columns: bool = False) ->
     arrays += [derived[YEAR], derived[MONTH]]
     # Source schema metadata (an old ``geo`` blob, pandas index info) would describe the input,
     # not this table, so none is carried over.
-    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+    normalized = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+    normalized, footprints = fill_footprints(normalized, band_codes_of(normalized.schema))
+    if footprints.from_headers or footprints.missing:
+        logger.info(
+            "footprints: %d record(s) given one from their headers, %d left without one",
+            footprints.from_headers,
+            footprints.missing,
+        )
+    return normalized
 
 
 def _partition_column(table: pa.Table, name: str, derived: pa.Array, keep: bool) -> pa.Array:
