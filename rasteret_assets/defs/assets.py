@@ -137,7 +137,7 @@ def _headers_asset(
         urls = month_urls(records, source.band_codes)
         previous = workspace.open_parquet(source.name, "cog_headers", month, HEADERS_FILE)
         options = storage.options(
-            concurrency.max_concurrent, concurrency.max_per_host, source.storage_options
+            concurrency.max_concurrent, concurrency.connections_per_host(), source.storage_options
         )
         store = workspace.store(source.name, "cog_headers", month)
 
@@ -219,12 +219,16 @@ def _collection_asset(
         results = [checks.check_result(o) for o in result.checks.outcomes]
         metadata = _schema_metadata(result.schema, result.rows, result.uri)
         metadata["published"] = result.published
-        if result.join.crs_conflicts:
-            metadata["crs_conflicts"] = result.join.crs_conflicts
+        metadata["crs_conflicts_left_out"] = result.join.crs_conflicts
+        metadata["footprints_from_headers"] = result.footprints.from_headers
+        metadata["footprints_missing"] = result.footprints.missing
         if not result.published:
-            context.log.error(
-                "not publishing %s: blocking checks failed: %s", month, result.checks.blocked
+            why = (
+                f"blocking checks failed: {result.checks.blocked}"
+                if result.checks.blocked
+                else "every record was left out (bands in different CRSs)"
             )
+            context.log.error("not publishing %s: %s", month, why)
             return dg.MaterializeResult(metadata=metadata, check_results=results)
         metadata["datetime_range"] = result.datetime_range
         return dg.MaterializeResult(metadata=metadata, check_results=results)

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 from pydantic import Field
 
 from rasteret_assets.collection.store import Store, resolve_filesystem
+from rasteret_assets.ingest.headers.engine import DEFAULT_MAX_CONCURRENT
 from rasteret_assets.sources import DEMO_CATALOG
 from rasteret_assets.storage import RetryPolicy, StorageOptions
 from rasteret_assets.storage.policy import ALL_SCHEMES, UrlPolicy
@@ -97,17 +98,24 @@ class ConcurrencyResource(dg.ConfigurableResource):
     """Request limits, worker processes and the retry policy of header reads."""
 
     max_concurrent: int = Field(
-        default=64, description="URLs in flight per run (shared by its worker processes)"
+        default=DEFAULT_MAX_CONCURRENT,
+        ge=1,
+        description=(
+            "URLs in flight per run, shared by its worker processes; the connection pools "
+            "hold as many connections"
+        ),
     )
     workers: int | None = Field(
         default=None,
         ge=1,
         description=(
             "Processes reading one run's headers (default: the CPUs the run may use); "
-            "runs under 2,000 URLs stay in one process"
+            "small runs stay in one process"
         ),
     )
-    max_per_host: int = Field(default=64, description="Open connections per host")
+    max_per_host: int | None = Field(
+        default=None, ge=1, description="Open connections per host (default: max_concurrent)"
+    )
     max_attempts: int = 5
     base_delay: float = 0.2
     max_delay: float = 10.0
@@ -116,6 +124,9 @@ class ConcurrencyResource(dg.ConfigurableResource):
         gt=0,
         description="Seconds one URL may take in total (attempts, back-off, reads); then timeout",
     )
+
+    def connections_per_host(self) -> int:
+        return self.max_per_host or self.max_concurrent
 
     def retry(self) -> RetryPolicy:
         return RetryPolicy(
