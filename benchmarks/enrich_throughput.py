@@ -154,8 +154,8 @@ def url_table(base_url: str, n: int) -> pa.Table:
     )
 
 
-async def bare_client(urls: list[str], concurrency: int) -> float:
-    """One 16 KiB GET per URL, nothing parsed: requests per second."""
+async def bare_client(urls: list[str], concurrency: int) -> tuple[float, float]:
+    """One 16 KiB GET per URL, nothing parsed: requests per second, CPU seconds per request."""
     connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
     queue = iter(urls)
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -166,9 +166,10 @@ async def bare_client(urls: list[str], concurrency: int) -> float:
                 async with session.get(url, headers=headers) as response:
                     await response.read()
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return len(urls) / (time.perf_counter() - started)
+        cpu = (time.process_time() - cpu) / len(urls)
+        return len(urls) / (time.perf_counter() - started), cpu
 
 
 async def engine_run(table: pa.Table, concurrency: int, workers: int) -> tuple[float, float, dict]:
@@ -339,7 +340,8 @@ def run_cell(
     rates: dict[str, float] = {}
     lines: dict[str, str] = {}
     server.call("latency", latency / 1000)
-    rates["bare"] = asyncio.run(bare_client(urls, concurrency))
+    rates["bare"], bare_cpu = asyncio.run(bare_client(urls, concurrency))
+    lines["bare"] = f"{1:8.3f} {BARE_READ / 1024:8.1f} {'':7s} {bare_cpu * 1000:11.3f}"
     if not args.no_async_tiff:
         server.call("latency", latency / 1000)
         rates["async-tiff"] = asyncio.run(

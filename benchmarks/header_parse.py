@@ -1,4 +1,5 @@
-"""Parser cost per header (µs of CPU) and reads/bytes per file for several first-read sizes.
+"""Parser and header-row cost per header (µs of CPU) and reads/bytes per file for several
+first-read sizes.
 
 Corpus: the GDAL-written COG variants the tests generate (tests/tiff/cog_corpus.py) plus the
 real-world TIFFs of ../shared/fixtures/tiff when present. Striped files end in ``not_tiled``
@@ -20,10 +21,13 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from tiff.cog_corpus import generate_corpus  # noqa: E402
 
+from rasteret_assets.ingest.headers.engine import HeaderOutcome  # noqa: E402
+from rasteret_assets.ingest.headers.rows import outcomes_table  # noqa: E402
 from rasteret_assets.tiff import (  # noqa: E402
     ByteBuffer,
     NotTiledError,
     TiffError,
+    TiffHeader,
     parse_header,
     read_header_from_path,
 )
@@ -43,6 +47,21 @@ def parse_cost_us(data: bytes, repeats: int) -> float:
     return statistics.median(samples)
 
 
+def rows_cost_us(headers: list[TiffHeader], batch: int = 1000) -> float:
+    """Median CPU µs per header to turn parsed headers into header rows (Arrow), in batches."""
+    outcomes = [
+        HeaderOutcome(f"https://h.example/{i}.tif", "ok", None, 1, 1, 1, 0.0, "e", 1, header)
+        for i, header in enumerate(headers * max(1, batch // max(1, len(headers))))
+    ]
+    samples = []
+    for _ in range(5):
+        started = time.process_time()
+        for start in range(0, len(outcomes), batch):
+            outcomes_table(outcomes[start : start + batch])
+        samples.append((time.process_time() - started) / len(outcomes) * 1e6)
+    return statistics.median(samples)
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         corpus = [
@@ -58,6 +77,7 @@ def main() -> None:
         )
         print(header)
         costs, multi_read, striped, failed = [], {s: [] for s in FIRST_READS}, 0, []
+        headers: list[TiffHeader] = []
         for name, path, gdal_cog in corpus:
             row = []
             try:
@@ -74,6 +94,7 @@ def main() -> None:
                 continue
             cost = parse_cost_us(path.read_bytes(), 200)
             costs.append(cost)
+            headers.append(parsed)
             print(f"{name[:58]:58s} {len(parsed.ifds):4d} {cost:7.1f} " + " ".join(row))
         print(
             f"\n{len(costs)} tiled files parsed; {striped} striped (not_tiled); "
@@ -83,6 +104,7 @@ def main() -> None:
             f"parse CPU per header: median {statistics.median(costs):.1f} µs, "
             f"mean {statistics.mean(costs):.1f} µs, max {max(costs):.1f} µs"
         )
+        print(f"header rows (Arrow) CPU per header: {rows_cost_us(headers):.1f} µs")
         gdal_total = sum(1 for _, _, g in corpus if g)
         for size in FIRST_READS:
             print(

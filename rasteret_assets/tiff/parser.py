@@ -167,6 +167,7 @@ class _Pass:
         self.missing: list[tuple[int, int]] = []
         #: field type -> (most values held inline, unpack of the first) for integer types.
         self.inline = _INLINE_SCALARS[fmt.order, fmt.bigtiff]
+        self.offset = _WALK_STRUCTS[fmt.order, fmt.bigtiff][1]
 
     def view(self, offset: int, length: int, what: str | Describe) -> memoryview | None:
         data = self.buffer.view(offset, length, what)
@@ -229,7 +230,7 @@ class _Pass:
             raise CorruptTiffError(f"{describe()} claims {size} bytes of values")
         if size <= len(entry[2]):
             return memoryview(entry[2])[:size]
-        (offset,) = struct.unpack(self.fmt.offset_format, entry[2])
+        (offset,) = self.offset.unpack(entry[2])
         data = self.buffer.view(offset, size, describe)
         if data is None:
             self.missing.append((offset, size))
@@ -382,16 +383,29 @@ _IFD_SCALARS = (
 )
 
 
+_REQUIRED_TAGS = frozenset(
+    {
+        Tag.TILE_WIDTH,
+        Tag.TILE_OFFSETS,
+        Tag.IMAGE_WIDTH,
+        Tag.IMAGE_LENGTH,
+        Tag.TILE_LENGTH,
+        Tag.TILE_BYTE_COUNTS,
+    }
+)
+
+
 def _build_ifd(reader: _IfdReader) -> Ifd | None:
     """Turn one raw IFD into an :class:`Ifd`, or ``None`` if some of its values are missing."""
     raw = reader.raw
+    entries = raw.entries
     where = f"IFD {raw.index}"
-    if not (reader.has(Tag.TILE_WIDTH) and reader.has(Tag.TILE_OFFSETS)):
-        layout = "striped (StripOffsets)" if reader.has(Tag.STRIP_OFFSETS) else "untiled"
-        raise NotTiledError(f"{where} is {layout}: no TileWidth/TileOffsets tags")
-    for required in (Tag.IMAGE_WIDTH, Tag.IMAGE_LENGTH, Tag.TILE_LENGTH, Tag.TILE_BYTE_COUNTS):
-        if not reader.has(required):
-            raise CorruptTiffError(f"{where} lacks required tag {tag_name(required)}")
+    if not _REQUIRED_TAGS.issubset(entries):
+        if Tag.TILE_WIDTH not in entries or Tag.TILE_OFFSETS not in entries:
+            layout = "striped (StripOffsets)" if Tag.STRIP_OFFSETS in entries else "untiled"
+            raise NotTiledError(f"{where} is {layout}: no TileWidth/TileOffsets tags")
+        missing = min(_REQUIRED_TAGS.difference(entries))
+        raise CorruptTiffError(f"{where} lacks required tag {tag_name(missing)}")
 
     (
         width,
@@ -529,9 +543,21 @@ def _ghost_header(parse: _Pass, first_offset: int) -> dict[str, str]:
     body = view(start + len(head), min(int(digits), gap - len(head)), what)
     if body is None:
         return {}
-    lines = bytes(body).decode("ascii", errors="replace").splitlines()
+    body = bytes(body)
+    # One GDAL version writes the same few bodies: split them once, not per file (only small
+    # ones are cached, so a hostile file cannot pin much memory).
+    pairs = _cached_ghost_pairs(body) if len(body) <= MAX_GHOST_GAP else _ghost_pairs(body)
+    return dict(pairs)
+
+
+def _ghost_pairs(body: bytes) -> tuple[tuple[str, str], ...]:
+    """The ``KEY=VALUE`` lines of a ghost header."""
+    lines = body.decode("ascii", errors="replace").splitlines()
     pairs = (line.split("=", 1) for line in lines if "=" in line)
-    return {key.strip(): value.strip() for key, value in pairs}
+    return tuple((key.strip(), value.strip()) for key, value in pairs)
+
+
+_cached_ghost_pairs = functools.lru_cache(maxsize=64)(_ghost_pairs)
 
 
 def parse_header(buffer: ByteBuffer) -> TiffHeader | NeedBytes:

@@ -39,7 +39,6 @@ class WorkerConfig:
     max_concurrent: int
     batch_size: int
     engine: dict[str, int]
-    uvloop: bool = False
 
 
 class UrlFeed:
@@ -156,23 +155,10 @@ async def _serve(tasks: Connection, results: Connection, config: WorkerConfig) -
 
 def run_worker(tasks: Connection, results: Connection, config: WorkerConfig) -> None:
     """Process entry point: read headers until the parent says ``end``, then say ``done``."""
-    runner = _loop_factory(config.uvloop)
     try:
-        with asyncio.Runner(loop_factory=runner) as loop_runner:
-            loop_runner.run(_serve(tasks, results, config))
+        asyncio.run(_serve(tasks, results, config))
     except BaseException:
         results.send(("failed", traceback.format_exc()))
         raise
     usage = resource.getrusage(resource.RUSAGE_SELF)
     results.send(("done", usage.ru_utime + usage.ru_stime))
-
-
-def _loop_factory(use_uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's loop when asked for and installed; else the standard one."""
-    if not use_uvloop:
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
