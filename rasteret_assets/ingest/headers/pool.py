@@ -112,9 +112,12 @@ class HeaderPool:
         self.progress = progress
         self.respawns_left = workers if max_respawns is None else max_respawns
         self.on_spawn = on_spawn
+        # A worker sends rows a batch at a time, so it must hold its URLs in flight, the URLs
+        # of the batch it is filling and more, or it runs dry waiting for the parent's refill.
         per_worker = self.config.max_concurrent
-        self.chunk = max(8, per_worker // 4)
-        self.high_water = 2 * per_worker + self.chunk
+        self.config = replace(self.config, batch_size=min(self.config.batch_size, per_worker))
+        self.chunk = max(16, per_worker // 2)
+        self.high_water = 3 * per_worker + self.chunk
         self.context = worker_context()
         self.live: list[_Worker] = []
         self.deaths = 0

@@ -54,6 +54,10 @@ class UrlFeed:
     def close(self) -> None:
         self._queue.put_nowait(None)
 
+    def empty(self) -> bool:
+        """No URL waiting to be started."""
+        return self._queue.empty()
+
     def __aiter__(self) -> UrlFeed:
         return self
 
@@ -88,10 +92,12 @@ class _Batcher:
         self.numbers: list[int] = []
         self._lock = asyncio.Lock()
 
-    async def add(self, outcome: HeaderOutcome, number: int) -> None:
+    async def add(self, outcome: HeaderOutcome, number: int, *, starving: bool) -> None:
+        """Queue one row; send the batch when full, or at once when the worker has no URL
+        left to start (``starving``): the parent refills only what it knows is answered."""
         self.outcomes.append(outcome)
         self.numbers.append(number)
-        if len(self.outcomes) >= self.batch_size:
+        if starving or len(self.outcomes) >= self.batch_size:
             await self.flush()
 
     async def flush(self) -> None:
@@ -146,7 +152,7 @@ async def _serve(tasks: Connection, results: Connection, config: WorkerConfig) -
             number = waiting.pop()
             if not waiting:
                 del numbers[outcome.url]
-            await batcher.add(outcome, number)
+            await batcher.add(outcome, number, starving=feed.empty())
     finally:
         ticker.cancel()
         await backend.close()
