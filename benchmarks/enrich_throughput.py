@@ -44,14 +44,12 @@ import aiohttp
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import rasterio
-from rasterio.transform import from_origin
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from servers.range_server import RangeServer  # noqa: E402
-
+# rasterio and the test server are imported where used: header worker processes re-import
+# this script (multiprocessing's __main__ semantics), and should not pay for GDAL each.
 from rasteret_assets.contract import COG_HEADERS_SCHEMA  # noqa: E402
 from rasteret_assets.ingest import build_url_index_from_assets, enrich_table  # noqa: E402
 from rasteret_assets.ingest.headers.pool import HeaderPool  # noqa: E402
@@ -66,6 +64,9 @@ T = TypeVar("T")
 
 def write_cogs(directory: Path, count: int) -> list[Path]:
     """Sentinel-2-like COGs: 10980 px would be slow to write, so 5120 px with 1024 tiles."""
+    import rasterio
+    from rasterio.transform import from_origin
+
     rng = np.random.default_rng(0)
     paths = []
     variants = [
@@ -101,6 +102,8 @@ def write_cogs(directory: Path, count: int) -> list[Path]:
 
 def serve(conn: Connection, files: list[Path], n_urls: int) -> None:
     """Server process: serve ``/cog/{i}.tif`` for i < n_urls and answer control messages."""
+    from servers.range_server import RangeServer
+
     blobs = [f.read_bytes() for f in files]
     server = RangeServer().start()
     for i in range(n_urls):

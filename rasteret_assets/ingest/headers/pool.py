@@ -55,7 +55,9 @@ def worker_context() -> mp.context.BaseContext:
     """Forkserver: workers fork from a clean server process that has the engine imported.
 
     Forking the caller directly would copy its threads' locks (Dagster, aiohttp, test
-    servers); spawning re-imports everything for every worker (about a second each).
+    servers); spawning re-imports everything for every worker (about a second each). As with
+    spawn, each worker still imports the caller's ``__main__`` script (not a ``python -m``
+    module's ``__main__``), so a script should keep heavy imports out of its top level.
     """
     context = mp.get_context("forkserver")
     context.set_forkserver_preload(["rasteret_assets.ingest.headers.worker"])
