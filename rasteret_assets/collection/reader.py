@@ -98,7 +98,8 @@ class Collection:
         info = merge_infos([i for i in map(_file_info, footers) if i is not None])
         partition_schema = _partition_schema(store, files, info)
         if not info.partitioning:
-            info = replace(info, partitioning=tuple((f.name, str(f.type)) for f in partition_schema))
+            levels = tuple((f.name, str(f.type)) for f in partition_schema)
+            info = replace(info, partitioning=levels)
         try:
             schema = pa.unify_schemas(
                 [_utc_timestamps(s.remove_metadata()) for s in schemas] + [partition_schema],
