@@ -69,6 +69,11 @@ def test_column_helpers() -> None:
     )
     assert metadata_column("B04") == "B04_metadata"
     assert band_codes_of(schema) == ["B04"]
+    # rasteret 0.4.1 writes only its 17 fields; a struct lacking one of them is no band.
+    reference = pa.struct([pa.field(name, kind) for name, kind in RASTERET_FIELDS])
+    partial = pa.struct([pa.field(name, kind) for name, kind in RASTERET_FIELDS[:-1]])
+    written_by_rasteret = pa.schema([("red_metadata", reference), ("qa_metadata", partial)])
+    assert band_codes_of(written_by_rasteret) == ["red"]
     assert missing_columns(schema) == ["datetime", "geometry", "assets"]
 
 
