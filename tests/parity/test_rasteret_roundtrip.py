@@ -8,7 +8,8 @@ plain ``http://`` (the test range server) — and local paths keep everything on
 1. The project builds a collection with the reference functions
    (``enrich_table_with_cog_metadata`` + ``build_collection_from_table``); ``rasteret.load``
    reports its name, description, data source and dates, and ``get_numpy`` returns exactly
-   rasterio's pixels for windows crossing tile boundaries.
+   rasterio's pixels for windows crossing tile boundaries. The same holds for a month the
+   Dagster graph published from the records as a ``record_table`` source.
 2. rasteret builds collections from the same record table (``build_from_table`` with COG
    enrichment, and ``build_collection_from_table`` with a date range); ``Collection.open``
    reads them: footer keys, band codes, naive ``datetime`` as UTC, date and bbox filters.
@@ -23,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -34,11 +36,18 @@ from rasterio.windows import Window
 
 from rasteret_assets.collection import Collection
 from rasteret_assets.contract import RASTERET_METADATA_FIELDS
+from rasteret_assets.defs.assets import build_source_assets
+from rasteret_assets.defs.resources import (
+    ConcurrencyResource,
+    StorageResource,
+    WorkspaceResource,
+)
 from rasteret_assets.ingest import (
     build_collection_from_table,
     build_url_index_from_assets,
     enrich_table_with_cog_metadata,
 )
+from rasteret_assets.sources import SourceSpec, resolve
 
 RASTERET_SIDE = Path(__file__).with_name("rasteret_side.py")
 NAME = "fixture-cogs"
@@ -126,14 +135,15 @@ def project_collection(records: pa.Table, tmp_path_factory: pytest.TempPathFacto
     return root
 
 
-def window_request(tiff_fixtures: Path) -> list[dict[str, Any]]:
+def window_request(tiff_fixtures: Path, record_ids: list[str]) -> list[dict[str, Any]]:
     """Per scene, a box in the raster's CRS whose edges sit a quarter pixel inside the window.
 
     Pixel centres decide which pixels a polygon covers (rasterio's rule, which rasteret
     follows), so the box selects exactly the window's pixels, free of float ties at edges.
     """
     windows = []
-    for record_id, (relative, _, (col, row, width, height)) in SCENES.items():
+    for record_id in record_ids:
+        relative, _, (col, row, width, height) = SCENES[record_id]
         with rasterio.open(tiff_fixtures / relative) as src:
             transform, epsg = src.transform, src.crs.to_epsg()
         left, top = transform @ (col + 0.25, row + 0.25)
@@ -144,15 +154,38 @@ def window_request(tiff_fixtures: Path) -> list[dict[str, Any]]:
     return windows
 
 
+def rasteret_load(
+    python: str, collection: Path, record_ids: list[str], tiff_fixtures: Path, work: Path
+) -> dict[str, Any]:
+    """``rasteret.load`` a collection and ``get_numpy`` each record's window.
+
+    Asserts the pixels are exactly rasterio's; returns what rasteret reports about the
+    collection.
+    """
+    request = work / "request.json"
+    request.write_text(json.dumps({"windows": window_request(tiff_fixtures, record_ids)}))
+    result, pixels = work / "result.json", work / "pixels.npz"
+    run_rasteret(python, "load", collection, request, result, pixels, cwd=work)
+    with np.load(pixels) as arrays:
+        for record_id in record_ids:
+            relative, _, (col, row, width, height) = SCENES[record_id]
+            with rasterio.open(tiff_fixtures / relative) as src:
+                expected = src.read(1, window=Window(col, row, width, height))
+            got = arrays[record_id]
+            assert got.shape == (1, height, width), record_id
+            assert got.dtype == expected.dtype, record_id
+            assert len(np.unique(expected)) > 5, "a window with structure, not a flat area"
+            np.testing.assert_array_equal(got[0], expected, err_msg=record_id)
+    return read_json(result)
+
+
 def test_rasteret_loads_a_project_collection(
     rasteret_python: str, project_collection: Path, tiff_fixtures: Path, tmp_path: Path
 ) -> None:
-    request = tmp_path / "request.json"
-    request.write_text(json.dumps({"windows": window_request(tiff_fixtures)}))
-    result, pixels = tmp_path / "result.json", tmp_path / "pixels.npz"
-    run_rasteret(rasteret_python, "load", project_collection, request, result, pixels, cwd=tmp_path)
-
-    assert read_json(result) == {
+    reported = rasteret_load(
+        rasteret_python, project_collection, list(SCENES), tiff_fixtures, tmp_path
+    )
+    assert reported == {
         "name": NAME,
         "data_source": DATA_SOURCE,
         "description": DESCRIPTION,
@@ -162,15 +195,46 @@ def test_rasteret_loads_a_project_collection(
         "bands": [BAND],
         "records": len(SCENES),
     }
-    with np.load(pixels) as arrays:
-        for record_id, (relative, _, (col, row, width, height)) in SCENES.items():
-            with rasterio.open(tiff_fixtures / relative) as src:
-                expected = src.read(1, window=Window(col, row, width, height))
-            got = arrays[record_id]
-            assert got.shape == (1, height, width), record_id
-            assert got.dtype == expected.dtype, record_id
-            assert len(np.unique(expected)) > 5, "a window with structure, not a flat area"
-            np.testing.assert_array_equal(got[0], expected, err_msg=record_id)
+
+
+def test_rasteret_loads_a_month_the_dagster_graph_published(
+    rasteret_python: str, records: pa.Table, tiff_fixtures: Path, tmp_path: Path
+) -> None:
+    """The Dagster month files carry the same footer keys as the library's files."""
+    table = tmp_path / "records.parquet"
+    pq.write_table(records, table)
+    source = resolve(
+        SourceSpec(
+            name="fixture_cogs",
+            kind="record_table",
+            location=str(table),
+            data_source=DATA_SOURCE,
+            band_map={BAND: BAND},
+            start_month="2024-01",
+        )
+    )
+    resources = {
+        "workspace": WorkspaceResource(root=str(tmp_path / "ws")),
+        # The platform's URL policy reads local files only under the roots it is given.
+        "storage": StorageResource(allowed_local_roots=[str(tiff_fixtures.resolve())]),
+        "concurrency": ConcurrencyResource(max_concurrent=4, max_per_host=4),
+    }
+    result = dg.materialize(
+        build_source_assets(source), partition_key="2024-01-01", resources=resources
+    )
+    assert result.success
+    collection = tmp_path / "ws" / "fixture_cogs" / "collection"
+    reported = rasteret_load(rasteret_python, collection, ["scene-a"], tiff_fixtures, tmp_path)
+    assert reported == {
+        "name": "fixture_cogs",
+        "data_source": DATA_SOURCE,
+        "description": f"fixture_cogs: record_table {table}",
+        # A month file covers its partition window.
+        "start_date": "2024-01-01T00:00:00+00:00",
+        "end_date": "2024-01-31T23:59:59.999999+00:00",
+        "bands": [BAND],
+        "records": 1,
+    }
 
 
 def test_project_opens_collections_rasteret_built(
