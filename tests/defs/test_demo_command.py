@@ -11,9 +11,10 @@ import sys
 from pathlib import Path
 
 from rasteret_assets.collection import Collection
+from rasteret_assets.ingest.month_checks import CHECK_DESCRIPTIONS
 from rasteret_assets.sources import SOURCES_ENV
 
-#: ``  2024-01          2       6      0      0  6/6 passed``
+#: ``  2024-01          2       6      0      0  7/7 passed``
 SUMMARY_ROW = r"^\s+(\d{4}-\d{2})\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\S+) passed"
 
 
@@ -33,8 +34,9 @@ def test_the_demo_command_materializes_every_month(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     rows = re.findall(SUMMARY_ROW, result.stdout, re.MULTILINE)
     assert [r[0] for r in rows] == ["2024-01", "2024-02", "2024-03"]
+    every = f"{len(CHECK_DESCRIPTIONS)}/{len(CHECK_DESCRIPTIONS)}"
     for _, records, fetched, reused, failed, checks in rows:
-        assert (records, fetched, reused, failed, checks) == ("2", "6", "0", "0", "6/6")
+        assert (records, fetched, reused, failed, checks) == ("2", "6", "0", "0", every)
     assert "collection: rasteret_workspace/demo/collection" in result.stdout
     table = Collection.open(tmp_path / "rasteret_workspace" / "demo" / "collection").to_table()
     assert table.num_rows == 6
