@@ -9,14 +9,18 @@ from datetime import UTC, datetime
 import dagster as dg
 import pytest
 
-from rasteret_assets.definitions import LOCAL_ROOTS_ENV, build_definitions
+from rasteret_assets.definitions import build_definitions
 from rasteret_assets.defs.automation import refresh_schedule
+from rasteret_assets.defs.resources import LOCAL_ROOTS_ENV
 from rasteret_assets.sources import SOURCES_ENV, demo_source, resolve
 from rasteret_assets.storage import StorageError
 
+#: The demo source without its catalog's end: partitions run through the current month.
+OPEN_ENDED = demo_source().model_copy(update={"end_month": "2099-12"})
+
 
 def requests_at(moment: datetime) -> list[dg.RunRequest]:
-    schedule = refresh_schedule(resolve(demo_source()))
+    schedule = refresh_schedule(resolve(OPEN_ENDED))
     with dg.instance_for_test() as instance:
         context = dg.build_schedule_context(instance=instance, scheduled_execution_time=moment)
         return list(schedule(context))

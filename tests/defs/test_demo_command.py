@@ -34,8 +34,8 @@ def test_the_demo_command_materializes_every_month(tmp_path: Path) -> None:
     rows = re.findall(SUMMARY_ROW, result.stdout, re.MULTILINE)
     assert [r[0] for r in rows] == ["2024-01", "2024-02", "2024-03"]
     for _, records, fetched, reused, failed, checks in rows:
-        assert (records, fetched, reused, failed, checks) == ("2", "6", "0", "0", "6/6")
-    assert "collection: rasteret_workspace/demo/collection" in result.stdout
+        assert (records, fetched, reused, failed, checks) == ("2", "6", "0", "0", "7/7")
+    assert f"collection: {tmp_path / 'rasteret_workspace' / 'demo' / 'collection'}" in result.stdout
     table = Collection.open(tmp_path / "rasteret_workspace" / "demo" / "collection").to_table()
     assert table.num_rows == 6
     assert table.column("red_metadata").null_count == 0
