@@ -31,7 +31,9 @@ class RasterSourceScaffoldParams(BaseModel):
 
     kind: SourceKind = "stac_api"
     location: str | None = None
-    start_month: str = "2024-01"
+    start_month: str | None = Field(
+        default=None, description="YYYY-MM; default 2024-01 (a static catalog: its extent)"
+    )
 
 
 class RasterSourceScaffolder(dg.Scaffolder[RasterSourceScaffoldParams]):
@@ -47,9 +49,10 @@ class RasterSourceScaffolder(dg.Scaffolder[RasterSourceScaffoldParams]):
             "name": request.target_path.name,
             "kind": params.kind,
             "location": params.location or _EXAMPLE_LOCATIONS[params.kind],
-            "start_month": params.start_month,
             "band_map": {"red": "red", "nir": "nir"},
         }
+        if params.start_month or params.kind != "static_catalog":
+            attributes["start_month"] = params.start_month or "2024-01"
         if params.kind == "stac_api":
             attributes["collection"] = "sentinel-2-l2a"
         dg.scaffold_component(request, attributes)
