@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from dagster._core.storage.partition_status_cache import AssetPartitionStatus
 
 from rasteret_assets.collection import Collection
 from rasteret_assets.defs.assets import build_source_assets
@@ -119,19 +120,35 @@ def test_definitions_load(month: str) -> None:
 
 def test_a_month_below_the_coverage_threshold_is_not_published(tmp_path: Path) -> None:
     """A header missing from ``cog_headers`` (what a failed URL leaves) drops coverage below a
-    strict threshold; the blocking check keeps the month's published version untouched."""
-    materialize(tmp_path, "2024-01-01")
-    headers_file = tmp_path / "demo" / "cog_headers" / "year=2024" / "month=1" / "headers.parquet"
-    headers = pq.read_table(headers_file)
-    pq.write_table(headers.slice(1), headers_file)
-    before = Collection.open(tmp_path / "demo" / "collection").to_table()
+    strict threshold; the blocking check keeps the month's published version untouched, and
+    the instance records the month as failed (what the asset's partition list shows), not as
+    materialized."""
     strict = resolve(SOURCE.spec.model_copy(update={"min_header_coverage": 1.0}))
-    result = dg.materialize(
-        [build_source_assets(strict)[2]],
-        partition_key="2024-01-01",
-        resources=resources(tmp_path),
-        raise_on_error=False,
-    )
+    collection = build_source_assets(strict)[2]
+    key = dg.AssetKey(["demo", "collection"])
+    with dg.instance_for_test() as instance:
+        assert dg.materialize(
+            build_source_assets(strict),
+            partition_key="2024-01-01",
+            resources=resources(tmp_path),
+            instance=instance,
+        ).success
+        headers_file = (
+            tmp_path / "demo" / "cog_headers" / "year=2024" / "month=1" / "headers.parquet"
+        )
+        headers = pq.read_table(headers_file)
+        pq.write_table(headers.slice(1), headers_file)
+        before = Collection.open(tmp_path / "demo" / "collection").to_table()
+        result = dg.materialize(
+            [collection],
+            partition_key="2024-01-01",
+            resources=resources(tmp_path),
+            raise_on_error=False,
+            instance=instance,
+        )
+        status = instance.get_status_by_partition(
+            key, ["2024-01-01", "2024-02-01"], collection.partitions_def
+        )
     coverage = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
     assert coverage["header_coverage"] is False
     # Blocked: the step fails and leaves no materialization, so the partition shows failed.
@@ -139,5 +156,6 @@ def test_a_month_below_the_coverage_threshold_is_not_published(tmp_path: Path) -
     assert result.asset_materializations_for_node("demo__collection") == []
     failure = result.failure_data_for_node("demo__collection")
     assert failure is not None and "header_coverage" in failure.error.message
+    assert status == {"2024-01-01": AssetPartitionStatus.FAILED, "2024-02-01": None}
     after = Collection.open(tmp_path / "demo" / "collection").to_table()
     assert after.to_pylist() == before.to_pylist()
