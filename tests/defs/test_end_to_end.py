@@ -314,7 +314,12 @@ LAUNCHERS: dict[str, tuple[str, ...]] = {
 
 
 def start_dagster_dev(
-    base: Path, *, launcher: str = "dagster dev -w workspace.yaml", attempts: int = 3
+    base: Path,
+    *,
+    launcher: str = "dagster dev -w workspace.yaml",
+    attempts: int = 3,
+    dagster_yaml: str = DAGSTER_YAML,
+    extra_env: Mapping[str, str] | None = None,
 ) -> DagsterDev:
     """Start a ``LAUNCHERS`` command on a free port with a private DAGSTER_HOME.
 
@@ -325,7 +330,7 @@ def start_dagster_dev(
     workspace = base / "rasteret_workspace"
     home.mkdir()
     workspace.mkdir()
-    (home / "dagster.yaml").write_text(DAGSTER_YAML)
+    (home / "dagster.yaml").write_text(dagster_yaml)
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
@@ -336,6 +341,7 @@ def start_dagster_dev(
     }
     # The test is about the built-in demo source, whatever the developer's shell points at.
     env.pop("RASTERET_ASSETS_SOURCES", None)
+    env.update(extra_env or {})
     for attempt in range(1, attempts + 1):
         port = _free_port()
         log_path = base / f"dagster_dev_{attempt}.log"
@@ -781,3 +787,123 @@ def test_the_collection_asset_pages_render_in_headless_chromium(
     for word in expected:
         assert word in text, f"{word!r} not on {ASSET_PAGES[page]}: {text[:2000]}"
     assert _png_size(screenshot) == WINDOW
+
+
+BACKFILL_MUTATION = """
+mutation Backfill($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+  }
+}
+"""
+
+#: Three runs at once, header steps one at a time across them (every pool's default limit).
+SCALE_DAGSTER_YAML = """\
+telemetry:
+  enabled: false
+nux:
+  enabled: false
+run_queue:
+  dequeue_interval_seconds: 1
+  dequeue_use_threads: true         # launch the dequeued runs in parallel, not one by one
+  dequeue_num_workers: 3
+concurrency:
+  runs:
+    max_concurrent_runs: 3
+  pools:
+    default_limit: 1
+    granularity: op
+"""
+
+
+def _intervals(instance: Any, run_id: str, step: str | None) -> tuple[float, float, int]:
+    """``(first, last event time, pid)`` of a step, or (``step=None``) of the run worker
+    process: every event it wrote, from its start to the run's end."""
+    events = [
+        (entry.timestamp, entry.dagster_event.pid)
+        for entry in instance.all_logs(run_id)
+        if entry.dagster_event is not None
+        and entry.dagster_event.pid is not None
+        and (step is None or entry.dagster_event.step_key == step)
+    ]
+    pids = {pid for _, pid in events}
+    assert events and len(pids) == 1, (run_id, step, events)
+    times = [t for t, _ in events]
+    return min(times), max(times), pids.pop()
+
+
+def _overlap(a: tuple[float, float, int], b: tuple[float, float, int]) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
+
+
+def test_a_backfill_runs_months_concurrently_on_an_s3_workspace(
+    moto_s3: Any, tmp_path: Path, timings: dict[str, float | str | list[str]]
+) -> None:
+    """Several months as separate runs in separate processes (run queue + default launcher),
+    the workspace on S3 (moto), the ``rasteret_headers`` pool honoured across runs; after it,
+    the collection is complete and correct and the local workspace folder is still empty."""
+    from rasteret_assets.collection import Collection
+
+    root = f"s3://{moto_s3.public_bucket}/scale"
+    server = start_dagster_dev(
+        tmp_path,
+        dagster_yaml=SCALE_DAGSTER_YAML,
+        extra_env={"RASTERET_ASSETS_WORKSPACE": root, "AWS_ENDPOINT_URL": moto_s3.endpoint_url},
+    )
+    keys = ["2024-01-01", "2024-02-01", "2024-03-01"]
+    started = time.monotonic()
+    try:
+        launched = server.graphql(
+            BACKFILL_MUTATION,
+            {
+                "params": {
+                    "selector": {
+                        "partitionSetName": f"{JOB}_partition_set",
+                        "repositorySelector": {
+                            "repositoryName": "__repository__",
+                            "repositoryLocationName": LOCATION,
+                        },
+                    },
+                    "partitionNames": keys,
+                    "forceSynchronousSubmission": True,
+                }
+            },
+        )["launchPartitionBackfill"]
+        assert launched["__typename"] == "LaunchBackfillSuccess", launched
+        while True:
+            tag = {"key": "dagster/backfill", "value": launched["backfillId"]}
+            found = server.graphql(JOB_RUNS_QUERY, {"filter": {"tags": [tag]}})
+            runs = found["runsOrError"]["results"]
+            if len(runs) == len(keys) and all(r["status"] in TERMINAL_RUN_STATUSES for r in runs):
+                break
+            if time.monotonic() - started > 4 * RUN_TIMEOUT:
+                pytest.fail(f"backfill not done: {runs}\n{server.log_tail()}")
+            time.sleep(0.5)
+    finally:
+        report = server.stop()
+    timings["s3_backfill_s"] = round(time.monotonic() - started, 2)
+    assert not report.survivors
+    assert {r["status"] for r in runs} == {"SUCCESS"}, server.log_tail()
+
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(server.home)) as instance:
+        whole = [_intervals(instance, r["runId"], None) for r in runs]
+        headers = [_intervals(instance, r["runId"], f"{GROUP}__cog_headers") for r in runs]
+    print(f"\nrun workers {whole}\nheader steps {headers}")
+    # Separate processes, and at least two runs at the same time.
+    assert len({pid for *_, pid in whole}) == len(keys)
+    assert any(_overlap(a, b) for i, a in enumerate(whole) for b in whole[i + 1 :]), whole
+    # The pool: never two header steps at once, whichever run they belong to.
+    assert not any(_overlap(a, b) for i, a in enumerate(headers) for b in headers[i + 1 :])
+
+    s3 = {"client_kwargs": {"endpoint_url": moto_s3.endpoint_url}}
+    table = Collection.open(f"{root}/{GROUP}/collection", storage_options=s3).to_table()
+    assert table.num_rows == 6 and sorted(set(table.column("month").to_pylist())) == [1, 2, 3]
+    assert len(set(table.column("id").to_pylist())) == 6
+    for band in BANDS:
+        assert table.column(f"{band}_metadata").null_count == 0
+    assert set(table.column("run_id").to_pylist()) == {r["runId"] for r in runs}
+    assert not any(server.workspace.iterdir()), "a step wrote to the local workspace folder"
