@@ -751,6 +751,53 @@ def test_the_demo_command_backfills_real_runs_of_the_job(
     assert {"dagster/uri", "dagster/row_count", "dagster_run", "dagster/column_schema"} <= labels
 
 
+SNAPSHOTS_QUERY = """
+query Snapshots($runId: ID!) {
+  runOrError(runId: $runId) { ... on Run { pipelineSnapshotId } }
+  pipelineOrError(params: {
+    pipelineName: "demo_monthly",
+    repositoryName: "__repository__",
+    repositoryLocationName: "rasteret_assets"
+  }) { ... on Pipeline { pipelineSnapshotId } }
+}
+"""
+
+REEXECUTE_MUTATION = """
+mutation Reexecute($runId: String!) {
+  launchPipelineReexecution(reexecutionParams: {parentRunId: $runId, strategy: ALL_STEPS}) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+def test_a_demo_run_re_executes_as_the_same_job_version(
+    dagster_dev: DagsterDev, demo_backfill: DemoBackfill
+) -> None:
+    """The UI warns on re-execution when a run's job snapshot differs from the loaded job's;
+    the demo's runs carry the loaded job's snapshot, and their re-execution succeeds."""
+    tag = {"key": "dagster/backfill", "value": demo_backfill.backfill_id}
+    runs = dagster_dev.graphql(JOB_RUNS_QUERY, {"filter": {"tags": [tag]}})["runsOrError"]
+    parent = runs["results"][0]["runId"]
+    snapshots = dagster_dev.graphql(SNAPSHOTS_QUERY, {"runId": parent})
+    assert (
+        snapshots["runOrError"]["pipelineSnapshotId"]
+        == snapshots["pipelineOrError"]["pipelineSnapshotId"]
+    )
+    launched = dagster_dev.graphql(REEXECUTE_MUTATION, {"runId": parent})
+    launched = launched["launchPipelineReexecution"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    client = DagsterGraphQLClient("127.0.0.1", port_number=dagster_dev.port, timeout=30)
+    run_id = launched["run"]["runId"]
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while (status := client.get_run_status(run_id).value) not in TERMINAL_RUN_STATUSES:
+        assert time.monotonic() < deadline, f"re-execution still {status}"
+        time.sleep(0.5)
+    assert status == "SUCCESS", dagster_dev.log_tail()
+
+
 def test_the_location_loads_without_beta_or_preview_warnings(dagster_dev: DagsterDev) -> None:
     log = dagster_dev.log_path.read_text(errors="replace")
     assert "BetaWarning" not in log and "PreviewWarning" not in log, dagster_dev.log_tail()
@@ -818,20 +865,33 @@ concurrency:
 """
 
 
-def _intervals(instance: Any, run_id: str, step: str | None) -> tuple[float, float, int]:
-    """``(first, last event time, pid)`` of a step, or (``step=None``) of the run worker
-    process: every event it wrote, from its start to the run's end."""
+def _worker(instance: Any, run_id: str) -> tuple[float, float, int]:
+    """``(first, last event time, pid)`` of the run's worker process: every event it wrote."""
     events = [
         (entry.timestamp, entry.dagster_event.pid)
         for entry in instance.all_logs(run_id)
-        if entry.dagster_event is not None
-        and entry.dagster_event.pid is not None
-        and (step is None or entry.dagster_event.step_key == step)
+        if entry.dagster_event is not None and entry.dagster_event.pid is not None
     ]
     pids = {pid for _, pid in events}
-    assert events and len(pids) == 1, (run_id, step, events)
-    times = [t for t, _ in events]
-    return min(times), max(times), pids.pop()
+    assert events and len(pids) == 1, (run_id, events)
+    return min(t for t, _ in events), max(t for t, _ in events), pids.pop()
+
+
+def _step(instance: Any, run_id: str, step: str) -> tuple[float, float, int]:
+    """``(STEP_START, STEP_SUCCESS time, pid)``: while the step held its pool slot (a step
+    waiting for a slot logs engine events before it starts)."""
+    from dagster._core.events import DagsterEventType
+
+    times = {
+        entry.dagster_event.event_type: (entry.timestamp, entry.dagster_event.pid)
+        for entry in instance.all_logs(run_id)
+        if entry.dagster_event is not None and entry.dagster_event.step_key == step
+    }
+    (start, pid), (end, _) = (
+        times[DagsterEventType.STEP_START],
+        times[DagsterEventType.STEP_SUCCESS],
+    )
+    return start, end, pid
 
 
 def _overlap(a: tuple[float, float, int], b: tuple[float, float, int]) -> bool:
@@ -890,8 +950,8 @@ def test_a_backfill_runs_months_concurrently_on_an_s3_workspace(
     import dagster as dg
 
     with dg.DagsterInstance.from_config(str(server.home)) as instance:
-        whole = [_intervals(instance, r["runId"], None) for r in runs]
-        headers = [_intervals(instance, r["runId"], f"{GROUP}__cog_headers") for r in runs]
+        whole = [_worker(instance, r["runId"]) for r in runs]
+        headers = [_step(instance, r["runId"], f"{GROUP}__cog_headers") for r in runs]
     print(f"\nrun workers {whole}\nheader steps {headers}")
     # Separate processes, and at least two runs at the same time.
     assert len({pid for *_, pid in whole}) == len(keys)
