@@ -12,7 +12,6 @@ import dagster as dg
 
 from rasteret_assets.defs.graph import source_definitions
 from rasteret_assets.sources import SOURCES_ENV, load_sources
-from rasteret_assets.warnings import filter_known_warnings
 
 
 def build_definitions() -> dg.Definitions:
@@ -21,5 +20,4 @@ def build_definitions() -> dg.Definitions:
     return dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
 
 
-filter_known_warnings()
 defs = build_definitions()

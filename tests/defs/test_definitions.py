@@ -53,6 +53,7 @@ def test_the_schedule_targets_the_sources_partitioned_job(
     assert schedule.job_name == "demo_monthly"
     assert schedule.cron_schedule == "0 3 * * *"
     job = defs.resolve_job_def("demo_monthly")
+    assert job.executor_def.name == "in_process"  # three steps in a line: one process
     assert job.partitions_def is not None
     keys = job.partitions_def.get_partition_keys(current_time=datetime(2024, 3, 2, tzinfo=UTC))
     assert keys == ["2024-01-01", "2024-02-01", "2024-03-01"]
