@@ -449,7 +449,9 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args()
     if args.quick:
-        args.headers, args.cogs = [3_000], 4
+        args.headers, args.cogs = [3_000], 6
+    if args.cogs % 3:
+        parser.error("--cogs must be a multiple of 3: a record's three bands share one CRS")
     args.headers = args.headers or [60_000]
     args.per_host = args.per_host or args.concurrency
 

@@ -146,7 +146,9 @@ def write_cogs(directory: Path, count: int) -> list[Path]:
             "dtype": "uint16" if i % 3 else "int16",
             "compress": "DEFLATE",
             "blocksize": block,
-            "crs": f"EPSG:{32601 + i % 60}",
+            # One UTM zone per three consecutive files: a scene's bands (mapped onto files
+            # 3k, 3k+1, 3k+2) share a CRS, as real scenes do.
+            "crs": f"EPSG:{32601 + (i // 3) % 60}",
             "transform": Affine(10, 0, 300000 + i * 1000, 0, -10, 5000040),
             "nodata": 0,
             "overview_count": 3,

@@ -37,7 +37,56 @@ REQUIRED_COLUMNS = (ID, DATETIME, GEOMETRY, ASSETS)
 PARTITION_COLUMNS = (YEAR, MONTH)
 METADATA_SUFFIX = "_metadata"
 
-ASSET_TYPE = pa.struct([("href", pa.string()), ("band_index", pa.int64())])
+#: ``eo:bands`` entries of a STAC asset (the Electro-Optical extension's band object).
+EO_BAND_TYPE = pa.struct(
+    [
+        ("name", pa.string()),
+        ("common_name", pa.string()),
+        ("description", pa.string()),
+        ("center_wavelength", pa.float64()),
+        ("full_width_half_max", pa.float64()),
+        ("solar_illumination", pa.float64()),
+    ]
+)
+#: ``raster:bands`` entries of a STAC asset (the Raster extension's band object): where a
+#: catalog says how to turn stored values into physical ones (``scale``/``offset``).
+RASTER_BAND_TYPE = pa.struct(
+    [
+        ("nodata", pa.float64()),
+        ("data_type", pa.string()),
+        ("bits_per_sample", pa.int64()),
+        ("spatial_resolution", pa.float64()),
+        ("scale", pa.float64()),
+        ("offset", pa.float64()),
+        ("unit", pa.string()),
+        ("sampling", pa.string()),
+    ]
+)
+#: The STAC asset fields each band's asset keeps beside ``href``/``band_index``, typed so
+#: every batch and every month of a collection has one schema. A field a catalog does not
+#: give is null; fields outside this list are not kept.
+STAC_ASSET_FIELDS: tuple[pa.Field, ...] = (
+    pa.field("title", pa.string()),
+    pa.field("description", pa.string()),
+    pa.field("type", pa.string()),
+    pa.field("roles", pa.list_(pa.string())),
+    pa.field("gsd", pa.float64()),
+    pa.field("nodata", pa.float64()),
+    pa.field("data_type", pa.string()),
+    pa.field("unit", pa.string()),
+    pa.field("scale", pa.float64()),
+    pa.field("offset", pa.float64()),
+    pa.field("proj:epsg", pa.int64()),
+    pa.field("proj:code", pa.string()),
+    pa.field("proj:shape", pa.list_(pa.int64())),
+    pa.field("proj:transform", pa.list_(pa.float64())),
+    pa.field("proj:bbox", pa.list_(pa.float64())),
+    pa.field("eo:bands", pa.list_(EO_BAND_TYPE)),
+    pa.field("raster:bands", pa.list_(RASTER_BAND_TYPE)),
+)
+ASSET_TYPE = pa.struct(
+    [pa.field("href", pa.string()), pa.field("band_index", pa.int64()), *STAC_ASSET_FIELDS]
+)
 BBOX_TYPE = pa.struct(
     [("xmin", pa.float64()), ("ymin", pa.float64()), ("xmax", pa.float64()), ("ymax", pa.float64())]
 )
@@ -332,7 +381,7 @@ def require_columns(schema: pa.Schema) -> None:
     missing = missing_columns(schema)
     if missing:
         raise MissingColumnsError(
-            f"table is missing required contract column(s) {missing}; "
+            f"Table is missing required columns: {missing}; "
             f"required {list(REQUIRED_COLUMNS)}, present {schema.names}",
             column=missing[0],
         )

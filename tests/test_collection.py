@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import shapely
+from asset_values import core
 from servers.moto_s3 import MotoS3
 
 from rasteret_assets.collection import Collection, CollectionInfo, write_collection
@@ -348,7 +349,7 @@ def test_months_with_different_bands_unify_into_one_schema(tmp_path: Path) -> No
     root = tmp_path / "c"
     build_collection_from_table(records(["jan"], 1, band="B04"), workspace_dir=root)
     both = build_collection_from_table(records(["feb"], 2, band="B08"), workspace_dir=root)
-    rows = {r["id"]: r["assets"] for r in both.to_table(columns=["id", "assets"]).to_pylist()}
+    rows = {r["id"]: core(r["assets"]) for r in both.to_table(columns=["id", "assets"]).to_pylist()}
     assert rows["jan"] == {"B04": {"href": "s3://bucket/jan/B04.tif", "band_index": 0}, "B08": None}
     assert rows["feb"] == {"B04": None, "B08": {"href": "s3://bucket/feb/B08.tif", "band_index": 0}}
 

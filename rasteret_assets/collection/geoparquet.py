@@ -60,6 +60,8 @@ class GeoStats:
         box = table.column(BBOX)
         lows = [pc.min(pc.struct_field(box, f)).as_py() for f in BBOX_FIELDS[:2]]
         highs = [pc.max(pc.struct_field(box, f)).as_py() for f in BBOX_FIELDS[2:]]
+        if None in lows or None in highs:  # no record of this piece has a footprint
+            return
         if self.bbox is None:
             self.bbox = lows + highs
         else:

@@ -157,16 +157,23 @@ def spatially_sorted(table: pa.Table) -> pa.Table:
     """Rows in Z-order of their bbox centre (then id), so a row group covers a compact area.
 
     Months already bound time; ordering rows spatially inside a month is what lets
-    row-group ``bbox`` statistics skip data for a spatial query.
+    row-group ``bbox`` statistics skip data for a spatial query. Records without a footprint
+    (null bbox) come last.
     """
     box = table.column(BBOX)
 
     def centre(low: str, high: str) -> np.ndarray:
-        return (pc.struct_field(box, low).to_numpy() + pc.struct_field(box, high).to_numpy()) / 2
+        def side(name: str) -> np.ndarray:
+            return pc.struct_field(box, name).to_numpy(zero_copy_only=False)
 
-    qx = np.clip((centre("xmin", "xmax") + 180) / 360 * 0xFFFF, 0, 0xFFFF).astype(np.uint32)
-    qy = np.clip((centre("ymin", "ymax") + 90) / 180 * 0xFFFF, 0, 0xFFFF).astype(np.uint32)
-    keys = pa.table({"z": _spread_bits(qx) | (_spread_bits(qy) << 1), ID: table.column(ID)})
+        return (side(low) + side(high)) / 2
+
+    x, y = centre("xmin", "xmax"), centre("ymin", "ymax")
+    missing = np.isnan(x) | np.isnan(y)
+    qx = np.clip((np.nan_to_num(x) + 180) / 360 * 0xFFFF, 0, 0xFFFF).astype(np.uint32)
+    qy = np.clip((np.nan_to_num(y) + 90) / 180 * 0xFFFF, 0, 0xFFFF).astype(np.uint32)
+    z = np.where(missing, np.uint32(0xFFFFFFFF), _spread_bits(qx) | (_spread_bits(qy) << 1))
+    keys = pa.table({"z": z, ID: table.column(ID)})
     return table.take(pc.sort_indices(keys, [("z", "ascending"), (ID, "ascending")]))
 
 

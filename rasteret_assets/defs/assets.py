@@ -203,7 +203,7 @@ def _headers_asset(
         urls = month_urls(records, source.band_codes)
         previous = workspace.open_parquet(source.name, "cog_headers", month, HEADERS_FILE)
         options = storage.options(
-            concurrency.max_concurrent, concurrency.max_per_host, source.storage_options
+            concurrency.max_concurrent, concurrency.connections_per_host(), source.storage_options
         )
         store = workspace.store(source.name, "cog_headers", month)
 
@@ -284,7 +284,9 @@ def _collection_asset(
             "dagster_run": dg.MetadataValue.dagster_run(context.run_id),
             "published": False,
             "datetime_range": None,
-            "crs_conflicts": 0,
+            "crs_conflicts_left_out": 0,
+            "footprints_from_headers": 0,
+            "footprints_missing": 0,
         }
         if records is None or headers is None or records.metadata.num_rows == 0:
             workspace.remove(source.name, "collection", month)
@@ -303,7 +305,7 @@ def _collection_asset(
         )
         assert result.checks is not None
         results = [checks.check_result(o) for o in result.checks.outcomes]
-        if not result.published:
+        if result.checks.blocked:
             yield from results
             raise dg.Failure(
                 description=(
@@ -313,12 +315,22 @@ def _collection_asset(
                 metadata={"blocked_by": result.checks.blocked, "records": result.rows},
             )
         metadata |= {
+            "crs_conflicts_left_out": result.join.crs_conflicts,
+            "footprints_from_headers": result.footprints.from_headers,
+            "footprints_missing": result.footprints.missing,
+        }
+        if not result.published:
+            context.log.error(
+                "not publishing %s: every record was left out (bands in different CRSs)", month
+            )
+            yield dg.MaterializeResult(metadata=metadata, check_results=results)
+            return
+        metadata |= {
             "dagster/row_count": result.rows,
             "dagster/uri": location_uri(result.uri),
             "dagster/column_schema": schemas.collection_schema(source.band_codes, result.schema),
             "published": True,
             "datetime_range": result.datetime_range,
-            "crs_conflicts": result.join.crs_conflicts,
         }
         yield dg.MaterializeResult(metadata=metadata, check_results=results)
 

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from pydantic import Field
 
 from rasteret_assets.collection.store import Store, resolve_filesystem
+from rasteret_assets.ingest.headers.engine import DEFAULT_MAX_CONCURRENT
 from rasteret_assets.sources import DEMO_CATALOG
 from rasteret_assets.storage import RetryPolicy, StorageOptions
 from rasteret_assets.storage.policy import ALL_SCHEMES, UrlPolicy
@@ -98,8 +99,14 @@ class StorageResource(dg.ConfigurableResource):
 class ConcurrencyResource(dg.ConfigurableResource):
     """Request limits and the retry policy of header reads."""
 
-    max_concurrent: int = Field(default=64, description="URLs in flight per run")
-    max_per_host: int = Field(default=64, description="Open connections per host")
+    max_concurrent: int = Field(
+        default=DEFAULT_MAX_CONCURRENT,
+        ge=1,
+        description="URLs in flight per run; the connection pool holds as many connections",
+    )
+    max_per_host: int | None = Field(
+        default=None, ge=1, description="Open connections per host (default: max_concurrent)"
+    )
     max_attempts: int = 5
     base_delay: float = 0.2
     max_delay: float = 10.0
@@ -108,6 +115,9 @@ class ConcurrencyResource(dg.ConfigurableResource):
         gt=0,
         description="Seconds one URL may take in total (attempts, back-off, reads); then timeout",
     )
+
+    def connections_per_host(self) -> int:
+        return self.max_per_host or self.max_concurrent
 
     def retry(self) -> RetryPolicy:
         return RetryPolicy(

@@ -38,17 +38,25 @@ IN_PARTITION = "datetime_in_partition"
 BBOX_VALID = "bbox_valid"
 COVERAGE = "header_coverage"
 TILE_TABLES = "tile_table_consistency"
+CRS_CONSISTENT = "crs_consistent"
 
 CHECK_DESCRIPTIONS = {
     SCHEMA: "Contract columns exist with the contract's Arrow types.",
     UNIQUE_IDS: "No record id appears twice in the month.",
     IN_PARTITION: "Every record's datetime lies inside the partition's month.",
-    BBOX_VALID: "Every bbox is ordered and inside lon/lat bounds.",
+    BBOX_VALID: (
+        "Every bbox is ordered and inside lon/lat bounds; records without a footprint (null "
+        "bbox: none given and none derivable from their headers) are counted, not failed."
+    ),
     COVERAGE: (
         "Share of (record, band) assets with parsed headers reaches the threshold; a month "
         "with no asset URL, or none read, fails."
     ),
     TILE_TABLES: "Each band's tile table has one entry per tile of its grid.",
+    CRS_CONSISTENT: (
+        "Every record's bands share one CRS; records whose bands disagree are left out of "
+        "the month (rasteret cannot read them as one stack) and named here."
+    ),
 }
 BLOCKING = frozenset({SCHEMA, UNIQUE_IDS, COVERAGE, TILE_TABLES})
 EXAMPLES = 5
@@ -92,6 +100,7 @@ class MonthChecks:
         self.ids: list[pa.Array] = []
         self.outside = _Tally()
         self.bad_bbox = _Tally()
+        self.no_footprint = _Tally()
         self.bad_tiles = _Tally()
         self.outcomes: list[CheckOutcome] = []
 
@@ -104,11 +113,12 @@ class MonthChecks:
         outside = pc.or_(pc.less(when, self.start), pc.greater_equal(when, self.end))
         self.outside.add(table.filter(outside).column(ID).to_pylist())
         self.bad_bbox.add(_invalid_bboxes(table))
+        self.no_footprint.add(table.filter(table.column(BBOX).is_null()).column(ID).to_pylist())
         for band in self.bands:
             self.bad_tiles.add(_inconsistent_tiles(table, band))
 
     def finish(self, join: JoinReport) -> list[CheckOutcome]:
-        """The six verdicts of the month (``join`` is the month's join report)."""
+        """The month's verdicts (``join`` is the month's join report)."""
         ids = pa.chunked_array(self.ids, pa.string()) if self.ids else pa.array([], pa.string())
         counts = pc.value_counts(ids)
         repeated = [v["values"] for v in counts.to_pylist() if v["counts"] > 1]
@@ -135,13 +145,26 @@ class MonthChecks:
             CheckOutcome(
                 BBOX_VALID,
                 not self.bad_bbox.count,
-                {"invalid": self.bad_bbox.count, "examples": self.bad_bbox.examples},
+                {
+                    "invalid": self.bad_bbox.count,
+                    "examples": self.bad_bbox.examples,
+                    "without_footprint": self.no_footprint.count,
+                    "without_footprint_examples": self.no_footprint.examples,
+                },
             ),
             self._coverage(join),
             CheckOutcome(
                 TILE_TABLES,
                 not self.bad_tiles.count,
                 {"inconsistent": self.bad_tiles.count, "examples": self.bad_tiles.examples},
+            ),
+            CheckOutcome(
+                CRS_CONSISTENT,
+                not join.crs_conflicts,
+                {
+                    "left_out": join.crs_conflicts,
+                    "examples": join.crs_conflict_examples[:EXAMPLES],
+                },
             ),
         ]
         return self.outcomes
@@ -206,6 +229,8 @@ def _invalid_bboxes(table: pa.Table) -> list[str]:
             & (ymin >= -90)
             & (ymax <= 90)
         )
+    # A record without a footprint has a null bbox: counted as such, not as an invalid box.
+    ok |= box.is_null().to_numpy(zero_copy_only=False)
     return pc.filter(table.column(ID), pa.array(~ok)).to_pylist()
 
 

@@ -48,11 +48,12 @@ from rasteret_assets.ingest.headers.rows import (
 from rasteret_assets.ingest.lineage import Lineage
 from rasteret_assets.ingest.month_checks import MonthChecks
 from rasteret_assets.ingest.normalize.credentials import strip_asset_credentials
+from rasteret_assets.ingest.normalize.footprints import FootprintCounts, fill_footprints
 from rasteret_assets.ingest.normalize.table import normalize_table
 from rasteret_assets.ingest.stac.band_map import BandMapError
 from rasteret_assets.ingest.stac.builder import StacCollectionBuilder
 from rasteret_assets.ingest.stac.items import StacItemConverter
-from rasteret_assets.ingest.tables.month import in_window, month_tables
+from rasteret_assets.ingest.tables.month import BATCH_ROWS, in_window, month_tables
 from rasteret_assets.sources import CloudConfig, ResolvedSource
 from rasteret_assets.storage import RetryPolicy, StorageBackend, redact_url
 
@@ -110,7 +111,7 @@ async def write_records(
     result = RecordsResult()
     info = CollectionInfo(name=source.name, data_source=source.data_source)
     partition = PartitionFile(
-        store, month_dir(start), info=info, run_id=uuid.uuid4().hex, row_group_size=65536
+        store, month_dir(start), info=info, run_id=uuid.uuid4().hex, row_group_size=BATCH_ROWS
     )
     ids: list[pa.Array] = []
     try:
@@ -333,7 +334,9 @@ class HeaderFile:
 
     def rows_for(self, keys: pa.Array) -> pa.Table:
         """The successful header rows of ``keys`` (any that exist)."""
-        found = pc.index_in(keys, value_set=self.urls).drop_null().to_numpy()
+        # Hash the batch's keys, not the month's URLs: the set stays the size of a batch.
+        wanted = pc.fill_null(pc.is_in(self.urls, value_set=keys.unique()), False)
+        found = np.flatnonzero(wanted.to_numpy(zero_copy_only=False))
         if not len(found):
             return COG_HEADERS_SCHEMA.empty_table().select(list(JOIN_COLUMNS))
         groups = np.unique(np.searchsorted(self.group_starts, found, side="right") - 1)
@@ -351,6 +354,7 @@ class CollectionResult:
     uri: str | None = None
     checks: MonthChecks | None = None
     join: JoinReport = field(default_factory=JoinReport)
+    footprints: FootprintCounts = field(default_factory=FootprintCounts)
     schema: pa.Schema | None = None
     datetime_range: str | None = None
 
@@ -385,17 +389,23 @@ def publish_month(
     )
     first = last = None
     writer = PartitionedWriter(
-        collection_uri, info=info, storage_options=storage_options, buffer_bytes=64 << 20
+        collection_uri, info=info, storage_options=storage_options, buffer_bytes=16 << 20
     )
     with writer:
         for batch in records.iter_batches(batch_size=JOIN_BATCH_ROWS):
             table = pa.Table.from_batches([batch])
             keys = _batch_keys(table, bands)
-            joined, _ = join_headers(table, index.rows_for(keys), bands, report=result.join)
+            joined, _ = join_headers(
+                table, index.rows_for(keys), bands, report=result.join, on_crs_conflict="drop"
+            )
+            if not joined.num_rows:  # every record of the batch left out
+                continue
+            joined, footprints = fill_footprints(joined, bands)
+            result.footprints.add(footprints)
             if lineage is not None:
                 joined = lineage.append_to(joined)
-            checks.update(joined)
             result.schema = result.schema or joined.schema
+            checks.update(joined)
             span = pc.min_max(joined.column(DATETIME))
             first = span["min"] if first is None or span["min"].as_py() < first.as_py() else first
             last = span["max"] if last is None or span["max"].as_py() > last.as_py() else last

@@ -1,21 +1,19 @@
 """One settings object for every backend.
 
-A collection can mix local, HTTP and S3 URLs; users should describe credentials, limits and
-rewrites once and let the router hand each backend the part it needs.
+A collection can mix local, HTTP and S3 URLs; users should describe credentials and limits
+once and let the router hand each backend the part it needs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 
 from rasteret_assets.storage.policy import UrlPolicy
 
 
 @dataclass(frozen=True)
 class StorageOptions:
-    """Credentials, network limits and URL rewrites shared by all backends.
+    """Credentials, network limits and the URL policy shared by all backends.
 
     ``anon=None`` lets S3 use the default AWS credential chain; ``True`` sends unsigned
     requests (public buckets); ``False`` requires credentials. ``secret`` and ``token`` are
@@ -43,9 +41,7 @@ class StorageOptions:
     coalesce_gap: int = 64 * 1024
     #: HTTP redirects followed per request; each hop is checked against ``url_policy``.
     max_redirects: int = 5
-    # Routing
-    url_rewrite_patterns: Mapping[str, str] = field(default_factory=dict)
-    #: Where URLs may point, checked after rewriting and on every redirect hop.
+    #: Where URLs may point, checked before every request and on every redirect hop.
     url_policy: UrlPolicy = field(default_factory=UrlPolicy)
 
     def __post_init__(self) -> None:
@@ -55,7 +51,3 @@ class StorageOptions:
             raise ValueError("timeouts must be positive")
         if self.max_redirects < 0:
             raise ValueError("max_redirects must be >= 0")
-        # Freeze the mapping too, so the options object is safe to share between tasks.
-        object.__setattr__(
-            self, "url_rewrite_patterns", MappingProxyType(dict(self.url_rewrite_patterns))
-        )

@@ -16,7 +16,6 @@ from rasteret_assets.storage.errors import StorageError
 from rasteret_assets.storage.http import HttpBackend
 from rasteret_assets.storage.local import LocalBackend
 from rasteret_assets.storage.options import StorageOptions
-from rasteret_assets.storage.rewrite import rewrite_url
 from rasteret_assets.storage.s3 import S3Backend
 
 _KIND_BY_SCHEME = {"http": "http", "https": "http", "s3": "s3", "s3a": "s3", "file": "local"}
@@ -34,12 +33,11 @@ def url_kind(url: str) -> str:
 
 
 class StorageRouter:
-    """``StorageBackend`` dispatching by URL scheme after applying ``url_rewrite_patterns``.
+    """``StorageBackend`` dispatching by URL scheme, the URL policy checked first.
 
     Backends may be injected (tests, custom auth); otherwise they are built lazily from
-    ``options``. Errors carry the rewritten URL, which is the one actually requested. The
-    policy is checked on the rewritten URL because that is where bytes would come from: a
-    rewrite may turn a harmless-looking href into a local path or another host.
+    ``options``. URLs arrive already rewritten: a source's ``url_rewrite_patterns`` are
+    applied once, when its records are made, so the stored href is the URL read here.
     """
 
     def __init__(
@@ -68,13 +66,12 @@ class StorageRouter:
         Raises ``StorageError(unsupported)`` for schemes without a backend and
         ``StorageError(forbidden_url)`` for URLs the policy refuses.
         """
-        target = rewrite_url(url, self.options.url_rewrite_patterns)
-        kind = url_kind(target)
-        self.options.url_policy.check(target)
+        kind = url_kind(url)
+        self.options.url_policy.check(url)
         backend = self._backends.get(kind)
         if backend is None:
             backend = self._backends[kind] = self._factories[kind]()
-        return target, backend
+        return url, backend
 
     async def get_range(self, url: str, start: int, length: int) -> bytes:
         """Read ``length`` bytes from ``start`` through the matching backend."""

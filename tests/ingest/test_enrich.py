@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from prefix_backend import PrefixBackend
 from servers.range_server import Fault, RangeServer
 
 from rasteret_assets.contract import BandHeader, band_metadata_array
@@ -284,11 +285,7 @@ def test_mixed_local_http_and_rewritten_urls(
     local = str(tiff_fixtures / "rio-tiler/cog_int16.tif")
     http = range_server.url("/fixtures/rio-tiler/cog.tif")
     rewritten = "https://example.invalid/bucket/rio-tiler/cog_ovr.tif"
-    backend = StorageRouter(
-        StorageOptions(
-            url_rewrite_patterns={"https://example.invalid/bucket/": f"{tiff_fixtures}/"}
-        )
-    )
+    backend = PrefixBackend("https://example.invalid/bucket/", f"{tiff_fixtures}/")
     result = run(record_table([local, http, rewritten]), ["B01"], backend=backend)
     asyncio.run(backend.close())
     assert result.status_counts == {"ok": 3}

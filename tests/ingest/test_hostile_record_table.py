@@ -124,13 +124,6 @@ CASES: dict[str, tuple[Change, str, str]] = {
         "geometry",
         r"cannot read int64 as a geometry.*record 'SYN_0'",
     ),
-    "geometry-one-null": (
-        lambda t: replace(
-            t, "geometry", one_row(t.column("geometry").to_pylist(), 5, None, pa.binary())
-        ),
-        "geometry",
-        r"null geometry in record 'SYN_5'",
-    ),
     # ids
     "id-null": (
         lambda t: replace(t, "id", one_row(t.column("id").to_pylist(), 12, None, pa.string())),

@@ -15,6 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 import shapely
+from asset_values import core
 
 from rasteret_assets.contract import ASSET_TYPE, DATETIME_TYPE
 from rasteret_assets.ingest.stac.band_map import BandMap, BandMapError
@@ -84,7 +85,8 @@ def test_assets_keep_href_and_band_index_of_mapped_bands_only(
     bands = BandMap({"R": "visual", "G": "visual", "N": "nir"}, {"R": 0, "G": 1})
     rewrite = {"https://e84-earth-search-sentinel-data.s3.us-west-2.amazonaws.com/": "s3://e84/"}
     batch = StacItemConverter(bands, url_rewrite_patterns=rewrite).to_record_batch([item])
-    assets = batch.column("assets")[0].as_py()
+    kept = batch.column("assets")[0].as_py()
+    assets = core(kept)
     assert batch.schema.field("assets").type == pa.struct(
         [pa.field(b, ASSET_TYPE) for b in ("R", "G", "N")]
     )
@@ -92,6 +94,8 @@ def test_assets_keep_href_and_band_index_of_mapped_bands_only(
     assert assets["R"] == {"href": f"s3://e84/{suffix}", "band_index": 0}
     assert assets["G"] == {"href": f"s3://e84/{suffix}", "band_index": 1}
     assert assets["N"]["href"].endswith("/B08.tif") and assets["N"]["href"].startswith("s3://e84/")
+    given = item["assets"]["nir"]
+    assert (kept["N"]["title"], kept["N"]["roles"]) == (given["title"], given["roles"])
 
 
 def test_band_missing_from_some_items_is_null_there(

@@ -30,6 +30,7 @@ from rasteret_assets.tiff.driver import (
 
 __all__ = [
     "DEFAULT_FIRST_READ",
+    "DEFAULT_MAX_CONCURRENT",
     "DEFAULT_MAX_HEADER_BYTES",
     "DEFAULT_MIN_READ",
     "MAX_ROUNDS",
@@ -40,6 +41,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: URLs in flight at once, everywhere (library functions, builders, the Dagster resource):
+#: the reference's default. Each URL in flight gets its own pooled connection.
+DEFAULT_MAX_CONCURRENT = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +206,7 @@ async def fetch_headers(
     urls: Iterable[str],
     backend: StorageBackend,
     *,
-    max_concurrent: int = 300,
+    max_concurrent: int = DEFAULT_MAX_CONCURRENT,
     retry: RetryPolicy | None = None,
     first_read: int = DEFAULT_FIRST_READ,
     min_read: int = DEFAULT_MIN_READ,

@@ -17,8 +17,21 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rasteret_assets.contract import ASSET_TYPE, ASSETS, CRS, ID, PROJ_EPSG, metadata_column
-from rasteret_assets.ingest.headers.engine import HeaderOutcome, ProgressLog, fetch_headers
+from rasteret_assets.contract import (
+    ASSET_TYPE,
+    ASSETS,
+    BAND_METADATA_TYPE,
+    CRS,
+    ID,
+    PROJ_EPSG,
+    metadata_column,
+)
+from rasteret_assets.ingest.headers.engine import (
+    DEFAULT_MAX_CONCURRENT,
+    HeaderOutcome,
+    ProgressLog,
+    fetch_headers,
+)
 from rasteret_assets.ingest.headers.join import JoinReport, join_headers
 from rasteret_assets.ingest.headers.rows import (
     add_urls,
@@ -28,6 +41,7 @@ from rasteret_assets.ingest.headers.rows import (
 )
 from rasteret_assets.ingest.normalize.columns import with_column
 from rasteret_assets.ingest.normalize.crs import SOURCE_COLUMNS as CRS_SOURCE_COLUMNS
+from rasteret_assets.sources.registry import CloudConfig
 from rasteret_assets.storage import (
     RetryPolicy,
     StorageBackend,
@@ -94,10 +108,22 @@ class EnrichmentResult:
         return dict(status_counts(self.outcomes))
 
 
-def default_backend(max_concurrent: int) -> StorageRouter:
-    """The storage every library function reads with when the caller gives none."""
+def default_backend(max_concurrent: int, cloud: CloudConfig | None = None) -> StorageRouter:
+    """The storage every library function and builder reads with when the caller gives none.
+
+    ``max_concurrent`` is the number of URLs in flight; the pool gets one connection per URL
+    in flight so no read waits for a socket. ``cloud`` supplies the S3 credential mode and
+    region of a registered source (its rewrites were applied when the records were made).
+    """
+    cloud = cloud or CloudConfig()
     return StorageRouter(
-        StorageOptions(max_connections=max_concurrent, max_connections_per_host=max_concurrent)
+        StorageOptions(
+            anon=cloud.anon,
+            requester_pays=cloud.requester_pays,
+            region=cloud.region,
+            max_connections=max_concurrent,
+            max_connections_per_host=max_concurrent,
+        )
     )
 
 
@@ -154,7 +180,7 @@ async def enrich_table(
     url_index: UrlIndex,
     band_codes: list[str],
     *,
-    max_concurrent: int = 300,
+    max_concurrent: int = DEFAULT_MAX_CONCURRENT,
     batch_size: int = 100,
     backend: StorageBackend | None = None,
     retry: RetryPolicy | None = None,
@@ -209,7 +235,7 @@ async def enrich_table_with_cog_metadata(
     url_index: UrlIndex,
     band_codes: list[str],
     *,
-    max_concurrent: int = 300,
+    max_concurrent: int = DEFAULT_MAX_CONCURRENT,
     batch_size: int = 100,
     backend: StorageBackend | None = None,
 ) -> pa.Table:
@@ -235,20 +261,34 @@ def add_band_metadata_columns(
 ) -> pa.Table:
     """Append ``{band}_metadata`` columns from already-parsed headers.
 
-    Each item is ``{"record_id", "band", "header"}`` (a parsed :class:`TiffHeader`) with
-    optional ``band_index``, ``etag`` and ``size``. Rows are matched by id, which must be
-    unique. The headers go through the same header rows and join as fetched ones.
+    An item is ``{"record_id", "band", ...}`` in either of two shapes: the reference's
+    processed item, whose metadata fields are plain values (``width``, ``height``,
+    ``tile_offsets`` … already sliced for the band), or ``{"header": TiffHeader}`` with
+    optional ``band_index``, ``etag`` and ``size``, which goes through the same header rows
+    and join as fetched headers. Rows are matched by id, which must be unique.
     """
     reject_duplicate_ids(table)
     known = {str(record_id) for record_id in table.column(ID).to_pylist()}
+    for item in processed_items:
+        if str(item["record_id"]) not in known:
+            raise ValueError(f"processed item for unknown record id {item['record_id']!r}")
+    wanted = [item for item in processed_items if item["band"] in band_codes]
+    parsed = [item for item in wanted if "header" in item]
+    plain = [item for item in wanted if "header" not in item]
+    joined = _join_parsed_headers(table, band_codes, parsed) if parsed else None
+    ids = [str(i) for i in table.column(ID).to_pylist()]
+    for band in band_codes:
+        column = _plain_metadata(ids, band, plain)
+        if joined is not None:
+            column = pc.coalesce(joined.column(metadata_column(band)).combine_chunks(), column)
+        table = table.append_column(metadata_column(band), column)
+    return table
+
+
+def _join_parsed_headers(table: pa.Table, band_codes: list[str], items: list[dict]) -> pa.Table:
     outcomes: list[HeaderOutcome] = []
     index: dict[str, dict[str, dict[str, Any]]] = {}
-    for number, item in enumerate(processed_items):
-        record_id, band = str(item["record_id"]), item["band"]
-        if record_id not in known:
-            raise ValueError(f"processed item for unknown record id {record_id!r}")
-        if band not in band_codes:
-            continue
+    for number, item in enumerate(items):
         key = f"processed-item:{number}"
         outcomes.append(
             HeaderOutcome(
@@ -264,12 +304,27 @@ def add_band_metadata_columns(
                 header=item["header"],
             )
         )
-        index.setdefault(record_id, {})[band] = {
+        index.setdefault(str(item["record_id"]), {})[item["band"]] = {
             "url": key,
             "band_index": int(item.get("band_index") or 0),
         }
-    uses = uses_table(table, index, band_codes)
-    joined, _ = join_headers(uses, outcomes_table(outcomes), band_codes)
-    for band in band_codes:
-        table = table.append_column(metadata_column(band), joined.column(metadata_column(band)))
-    return table
+    joined, _ = join_headers(
+        uses_table(table, index, band_codes), outcomes_table(outcomes), band_codes
+    )
+    return joined
+
+
+#: The reference's processed-item keys that differ from the metadata struct's field names.
+_PLAIN_RENAMES = {"width": "image_width", "height": "image_height"}
+_METADATA_FIELDS = {f.name for f in BAND_METADATA_TYPE}
+
+
+def _plain_metadata(ids: list[str], band: str, items: list[dict]) -> pa.StructArray:
+    """One band's metadata column from the reference's processed items (null where none)."""
+    by_id: dict[str, dict[str, Any]] = {}
+    for item in items:
+        if item["band"] != band:
+            continue
+        values = {_PLAIN_RENAMES.get(k, k): v for k, v in item.items()}
+        by_id[str(item["record_id"])] = {k: v for k, v in values.items() if k in _METADATA_FIELDS}
+    return pa.array([by_id.get(i) for i in ids], type=BAND_METADATA_TYPE)

@@ -17,13 +17,17 @@ Rules, each applied here and nowhere else:
   band null and is reported (record id, band, URL);
 * the header decides ``proj:epsg``/``crs`` only for records that declare no CRS of their own
   (item properties are the catalog's contract; the header is the fallback);
-* a record whose bands' headers disagree on the CRS is reported (``crs_conflicts``).
+* a record whose bands' headers disagree on the CRS cannot be read as one raster stack:
+  the library refuses it as the reference does (:class:`CrsConflictError`, a ``ValueError``
+  naming up to five records); the Dagster step leaves it out of the month instead
+  (``on_crs_conflict="drop"``) and counts it. Either way ``crs_conflicts`` reports it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
@@ -49,6 +53,24 @@ _MASK_BIT = 4
 _OVERVIEW_BIT = 1
 #: Examples kept per kind of problem; beyond this only the counts grow.
 MAX_EXAMPLES = 20
+#: Records named in a :class:`CrsConflictError` (the reference names up to five).
+ERROR_EXAMPLES = 5
+
+CrsConflictPolicy = Literal["raise", "drop"]
+
+
+class CrsConflictError(ValueError):
+    """Records whose bands' headers name different CRSs (the reference's ``ValueError``)."""
+
+    def __init__(self, count: int, examples: Sequence[str]) -> None:
+        self.count = count
+        self.examples = list(examples)
+        super().__init__(
+            f"Conflicting CRS values detected during enrichment for {count} record(s): "
+            f"{'; '.join(self.examples)}. Ensure all assets in a record share the same "
+            "proj:epsg."
+        )
+
 
 _IMAGE_FIELDS = (
     "image_width",
@@ -75,7 +97,7 @@ class JoinReport:
     band_index_errors: int = 0
     band_index_examples: list[str] = field(default_factory=list)
     crs_conflicts: int = 0
-    crs_conflict_ids: list[str] = field(default_factory=list)
+    crs_conflict_examples: list[str] = field(default_factory=list)
 
     @property
     def total_assets(self) -> int:
@@ -95,8 +117,8 @@ class JoinReport:
         room = MAX_EXAMPLES - len(self.band_index_examples)
         self.band_index_examples += other.band_index_examples[: max(room, 0)]
         self.crs_conflicts += other.crs_conflicts
-        room = MAX_EXAMPLES - len(self.crs_conflict_ids)
-        self.crs_conflict_ids += other.crs_conflict_ids[: max(room, 0)]
+        room = MAX_EXAMPLES - len(self.crs_conflict_examples)
+        self.crs_conflict_examples += other.crs_conflict_examples[: max(room, 0)]
 
 
 @dataclass
@@ -145,6 +167,7 @@ def join_headers(
     *,
     uses: Mapping[str, np.ndarray] | None = None,
     report: JoinReport | None = None,
+    on_crs_conflict: CrsConflictPolicy = "raise",
 ) -> tuple[pa.Table, JoinReport]:
     """``records`` plus one ``{band}_metadata`` column per band, and ``proj:epsg``/``crs``.
 
@@ -152,7 +175,8 @@ def join_headers(
     A band a record has no URL for, whose URL has no successful header, or whose
     ``band_index`` is out of range, is null. ``uses`` ``{band: bool per row}`` limits which
     assets count as used (e.g. only those that look like rasters). ``report`` accumulates
-    across batches.
+    across batches. Records whose bands disagree on the CRS raise :class:`CrsConflictError`,
+    or with ``on_crs_conflict="drop"`` are left out of the returned table (and counted).
     """
     index = headers if isinstance(headers, HeaderIndex) else HeaderIndex.build(headers)
     batch = JoinReport()
@@ -186,9 +210,15 @@ def join_headers(
         table = with_column(
             table, metadata_column(band), band_metadata_column(index, rows, band_index)
         )
-    table = _with_header_crs(table, index, picked, batch)
+    table, conflict = _with_header_crs(table, index, picked, batch)
     if report is not None:
         report.merge(batch)
+    if conflict is not None:
+        if on_crs_conflict == "raise":
+            raise CrsConflictError(
+                batch.crs_conflicts, batch.crs_conflict_examples[:ERROR_EXAMPLES]
+            )
+        table = table.filter(pa.array(~conflict))
     return table, batch
 
 
@@ -346,10 +376,11 @@ def _report_band_index(
 
 def _with_header_crs(
     table: pa.Table, index: HeaderIndex, picked: list[np.ndarray], report: JoinReport
-) -> pa.Table:
-    """``proj:epsg``/``crs`` from the record's own CRS columns, else from its headers."""
+) -> tuple[pa.Table, np.ndarray | None]:
+    """``proj:epsg``/``crs`` from the record's own CRS columns, else from its headers; and
+    which rows' bands disagree on the CRS (``None`` when none do)."""
     if not picked:
-        return table
+        return table, None
     epsg_col = _one_chunk(index.rows.column("epsg"))
     crs_col = _one_chunk(index.rows.column("crs"))
     per_band = []
@@ -358,7 +389,7 @@ def _with_header_crs(
         per_band.append((epsg_col.take(take), crs_col.take(take)))
     header_crs = pc.coalesce(*(c for _, c in per_band))
     header_epsg = pc.coalesce(*(e for e, _ in per_band))
-    _report_conflicts(table, [c for _, c in per_band], header_crs, report)
+    conflict = _conflicts(table, [c for _, c in per_band], header_crs, report)
     own = [n for n in CRS_SOURCE_COLUMNS if n in table.column_names]
     if own:
         ids = record_ids(_one_chunk(table.column(ID)))
@@ -369,23 +400,27 @@ def _with_header_crs(
     else:
         epsg, crs = header_epsg, header_crs
     table = with_column(table, PROJ_EPSG, epsg.cast(pa.int32()))
-    return with_column(table, CRS, crs.cast(pa.string()))
+    return with_column(table, CRS, crs.cast(pa.string())), conflict
 
 
-def _report_conflicts(
+def _conflicts(
     table: pa.Table, band_crs: list[pa.Array], first: pa.Array, report: JoinReport
-) -> None:
-    """Records whose bands' headers name different CRSs."""
+) -> np.ndarray | None:
+    """Rows whose bands' headers name different CRSs, reported with what each band says."""
     if len(band_crs) < 2:
-        return
+        return None
     conflict = np.zeros(table.num_rows, dtype=bool)
     for crs in band_crs:
         differs = pc.fill_null(pc.not_equal(crs, first), False)
         conflict |= differs.to_numpy(zero_copy_only=False)
-    if conflict.any():
-        report.crs_conflicts += int(conflict.sum())
-        ids = table.column(ID).filter(pa.array(conflict)).to_pylist()
-        report.crs_conflict_ids += [str(i) for i in ids[:MAX_EXAMPLES]]
+    if not conflict.any():
+        return None
+    report.crs_conflicts += int(conflict.sum())
+    ids = table.column(ID)
+    for row in np.flatnonzero(conflict)[:MAX_EXAMPLES]:
+        seen = dict.fromkeys(c[int(row)].as_py() for c in band_crs if c[int(row)].is_valid)
+        report.crs_conflict_examples.append(f"{ids[int(row)].as_py()!r} ({' vs '.join(seen)})")
+    return conflict
 
 
 def _one_chunk(column: pa.Array | pa.ChunkedArray) -> pa.Array:

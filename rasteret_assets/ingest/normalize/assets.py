@@ -1,20 +1,24 @@
-"""The ``assets`` column as ``struct<{band}: struct<href: string, band_index: int64>>``.
+"""The ``assets`` column as ``struct<{band}: struct<href, band_index, STAC asset fields>>``.
 
 Sources hand assets over as stac-geoparquet structs (with title, roles, eo:bands …), maps,
-bare href strings, Python dicts or JSON text. Readers only need where each band lives and
-which sample of the file it is, so every shape is reduced to exactly that, keyed by band;
-a band a record lacks is null. ``band_index`` defaults to 0 (single-band files).
+bare href strings, Python dicts or JSON text. Readers need where each band lives and which
+sample of the file it is; users also need what the catalog says about the asset (e.g. the
+``raster:bands`` scale and offset that turn Landsat's stored values into reflectance). So
+every shape becomes one typed struct per band (:data:`~rasteret_assets.contract.ASSET_TYPE`):
+``href``, ``band_index`` (default 0, single-band files) and the STAC fields the contract
+lists, null where the source has none. A band a record lacks is null.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rasteret_assets.contract import ASSET_TYPE, ContractError, describe_ids
+from rasteret_assets.contract import ASSET_TYPE, STAC_ASSET_FIELDS, ContractError, describe_ids
 from rasteret_assets.ingest.normalize.bad_values import example
 
 
@@ -94,6 +98,7 @@ def _asset(child: pa.Array, ids: pa.Array, column: str, band: str) -> pa.StructA
     where = f"{column}.{band}"
     if pa.types.is_null(kind):
         return pa.nulls(len(child), ASSET_TYPE)
+    fields: dict[str, pa.Array] = {}
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         href = child.cast(pa.string())
         band_index = pa.array(np.zeros(len(child), np.int64))
@@ -110,9 +115,58 @@ def _asset(child: pa.Array, ids: pa.Array, column: str, band: str) -> pa.StructA
             f"got {kind}{example(child, ids)}",
             column=where,
         )
+    return asset_array(href, band_index, stac_fields(fields, ids, where), mask=href.is_null())
+
+
+def asset_array(
+    href: pa.Array,
+    band_index: pa.Array,
+    stac: Mapping[str, pa.Array] | None = None,
+    *,
+    mask: pa.Array | None = None,
+) -> pa.StructArray:
+    """One band's assets in the contract's type; STAC fields not in ``stac`` are null."""
+    stac = stac or {}
+    n = len(href)
+    children = [href, band_index] + [
+        stac[f.name] if f.name in stac else pa.nulls(n, f.type) for f in STAC_ASSET_FIELDS
+    ]
+    return pa.StructArray.from_arrays(children, fields=list(ASSET_TYPE), mask=mask)
+
+
+def with_asset_field(assets: pa.StructArray, name: str, values: pa.Array) -> pa.StructArray:
+    """One band's normalised assets with field ``name`` replaced (null assets stay null)."""
+    children = [
+        values if f.name == name else child
+        for f, child in zip(assets.type, assets.flatten(), strict=True)
+    ]
     return pa.StructArray.from_arrays(
-        [href, band_index], fields=list(ASSET_TYPE), mask=href.is_null()
+        children, fields=list(assets.type), mask=assets.is_null() if assets.null_count else None
     )
+
+
+def stac_fields(fields: Mapping[str, pa.Array], ids: pa.Array, where: str) -> dict[str, pa.Array]:
+    """The contract's STAC asset fields among a raw asset's ``fields``, cast to their types.
+
+    Nested structs are matched by field name (extra fields dropped, missing ones null);
+    a value that cannot take its type (a list where a number belongs) is a
+    :class:`ContractError` naming the field.
+    """
+    typed: dict[str, pa.Array] = {}
+    for target in STAC_ASSET_FIELDS:
+        values = fields.get(target.name)
+        if values is None or pa.types.is_null(values.type):
+            continue
+        try:
+            typed[target.name] = values.cast(target.type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+            column = f"{where}.{target.name}"
+            raise ContractError(
+                f"column {column!r}: cannot read {values.type} as {target.type}"
+                f"{example(values, ids)} ({exc})",
+                column=column,
+            ) from exc
+    return typed
 
 
 def _href(values: pa.Array, ids: pa.Array, where: str) -> pa.Array:

@@ -23,9 +23,11 @@ import json
 import numpy as np
 import pyarrow as pa
 import shapely
+from pyproj import CRS
 
 from rasteret_assets.contract import BBOX_TYPE, SCENE_BBOX_TYPE, ContractError, describe_ids
 from rasteret_assets.ingest.normalize.bad_values import example
+from rasteret_assets.ingest.normalize.reproject import to_lon_lat
 
 _LINEAR_TYPES = (1, 2)  # LineString, LinearRing
 #: Text geometries are GeoJSON; WKT or hex WKB in a string column is a common mistake.
@@ -33,20 +35,24 @@ _STRING_HINT = "; text is read as GeoJSON, so store WKT or hex WKB as WKB (binar
 _POLYGON_TYPE = 3
 
 
-def geometries_from_column(values: pa.Array, ids: pa.Array, column: str) -> np.ndarray:
+def geometries_from_column(
+    values: pa.Array, ids: pa.Array, column: str, crs: CRS | None = None
+) -> np.ndarray:
     """Shapely geometries from WKB, GeoJSON strings or GeoJSON-like structs (one per row).
 
-    Nulls, undecodable values, empty geometries and coordinates outside lon/lat ranges
-    raise :class:`ContractError` naming the records: a record without a usable footprint
-    cannot be found by any spatial query, so it must not pass silently.
+    A null stays ``None``: a record without a footprint is valid (as in the reference), and
+    its headers may supply one later (:mod:`.footprints`). Geometries in a declared ``crs``
+    are transformed to lon/lat. Undecodable values, empty geometries and coordinates outside
+    lon/lat ranges raise :class:`ContractError` naming the records: a wrong footprint would
+    mislead every spatial query, so it must not pass silently.
     """
     kind = values.type
     if isinstance(kind, pa.ExtensionType):
-        return geometries_from_column(values.storage, ids, column)
+        return geometries_from_column(values.storage, ids, column, crs)
     if pa.types.is_dictionary(kind):
-        return geometries_from_column(values.dictionary_decode(), ids, column)
+        return geometries_from_column(values.dictionary_decode(), ids, column, crs)
     raw = _raw_values(values, ids, column)
-    _reject(ids, values.is_null().to_numpy(zero_copy_only=False), column, "null geometry")
+    null = values.is_null().to_numpy(zero_copy_only=False)
     hint = ""
     if pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_binary_view(kind):
         geoms = shapely.from_wkb(raw, on_invalid="ignore")
@@ -56,12 +62,18 @@ def geometries_from_column(values: pa.Array, ids: pa.Array, column: str) -> np.n
         cause = "invalid GeoJSON"
         if not (pa.types.is_struct(kind) or pa.types.is_map(kind)):
             hint = _STRING_HINT
-    _reject(ids, shapely.is_missing(geoms), column, cause, hint)
+    _reject(ids, shapely.is_missing(geoms) & ~null, column, cause, hint)
     _reject(ids, shapely.is_empty(geoms), column, "empty geometry")
+    if crs is not None:
+        geoms = to_lon_lat(geoms, crs)
     bounds = shapely.bounds(geoms)
-    outside = (
-        (bounds[:, 1] < -90) | (bounds[:, 3] > 90) | (bounds[:, 0] < -360) | (bounds[:, 2] > 360)
-    )
+    with np.errstate(invalid="ignore"):
+        outside = (
+            (bounds[:, 1] < -90)
+            | (bounds[:, 3] > 90)
+            | (bounds[:, 0] < -360)
+            | (bounds[:, 2] > 360)
+        )
     _reject(ids, outside, column, "coordinates outside lon/lat ranges (projected geometry?)")
     return geoms
 
@@ -131,13 +143,18 @@ def footprint_bounds(geoms: np.ndarray) -> np.ndarray:
 
 
 def bbox_array(bounds: np.ndarray) -> pa.StructArray:
-    """The ``bbox`` covering column (GeoParquet 1.1 struct of xmin, ymin, xmax, ymax)."""
+    """The ``bbox`` covering column (GeoParquet 1.1 struct of xmin, ymin, xmax, ymax); null
+    where a record has no footprint (its bounds are NaN)."""
+    missing = pa.array(np.isnan(bounds).any(axis=1))
     return pa.StructArray.from_arrays(
-        [pa.array(bounds[:, i], pa.float64()) for i in range(4)], fields=list(BBOX_TYPE)
+        [pa.array(bounds[:, i], pa.float64()) for i in range(4)],
+        fields=list(BBOX_TYPE),
+        mask=missing,
     )
 
 
 def scene_bbox_array(bounds: np.ndarray) -> pa.FixedSizeListArray:
     """``scene_bbox``: the same box as a 4-element list, the layout rasteret readers expect."""
     flat = pa.array(np.ascontiguousarray(bounds, dtype=np.float64).ravel(), pa.float64())
-    return pa.FixedSizeListArray.from_arrays(flat, type=SCENE_BBOX_TYPE)
+    missing = pa.array(np.isnan(bounds).any(axis=1))
+    return pa.FixedSizeListArray.from_arrays(flat, type=SCENE_BBOX_TYPE, mask=missing)

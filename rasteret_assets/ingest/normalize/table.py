@@ -5,15 +5,18 @@ Each contract column has one normaliser module (``timestamps``, ``geometry``, ``
 pieces together and optionally persists the result. Columns outside the contract
 (``{band}_metadata``, STAC properties …) pass through unchanged.
 
-Derived columns are always recomputed, even when the input already has them: ``bbox`` and
+Derived columns are recomputed, even when the input already has them: ``bbox`` and
 ``scene_bbox`` from ``geometry`` (so they follow the antimeridian rule a bbox query relies
-on), ``year``/``month`` from ``datetime`` (so partitions can never disagree with the data).
+on), ``year``/``month`` from ``datetime`` (so partitions can never disagree with the data) —
+except that :func:`build_collection_from_table`, like the reference, keeps the ``year`` and
+``month`` a caller already has.
 A record whose ``datetime`` is null takes its ``start_datetime`` (STAC's rule for items
 that describe a period, e.g. annual land-cover maps).
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -49,6 +52,7 @@ from rasteret_assets.contract import (
     SCENE_BBOX_TYPE,
     YEAR,
     ContractError,
+    band_codes_of,
     describe_ids,
     require_columns,
     require_unique_ids,
@@ -57,6 +61,7 @@ from rasteret_assets.ingest.normalize.assets import normalize_assets
 from rasteret_assets.ingest.normalize.bad_values import example
 from rasteret_assets.ingest.normalize.crs import SOURCE_COLUMNS as CRS_SOURCE_COLUMNS
 from rasteret_assets.ingest.normalize.crs import raster_crs
+from rasteret_assets.ingest.normalize.footprints import fill_footprints
 from rasteret_assets.ingest.normalize.geometry import (
     bbox_array,
     footprint_bounds,
@@ -64,7 +69,10 @@ from rasteret_assets.ingest.normalize.geometry import (
     scene_bbox_array,
     to_wkb,
 )
+from rasteret_assets.ingest.normalize.reproject import declared_crs
 from rasteret_assets.ingest.normalize.timestamps import normalize_datetime
+
+logger = logging.getLogger(__name__)
 
 START_DATETIME = "start_datetime"
 
@@ -80,11 +88,12 @@ _CONTRACT_FIELDS = (
 )
 
 
-def normalize_table(table: pa.Table) -> pa.Table:
+def normalize_table(table: pa.Table, *, keep_partition_columns: bool = False) -> pa.Table:
     """``table`` with every contract column in its contract type; raises :class:`ContractError`.
 
     Row order and row count are preserved: a record is either normalised or the whole call
-    fails naming it, never dropped.
+    fails naming it, never dropped. ``keep_partition_columns`` keeps integer ``year`` and
+    ``month`` columns the table already has instead of deriving them from ``datetime``.
     """
     require_columns(table.schema)
     _require_distinct_names(table.schema)
@@ -97,7 +106,9 @@ def normalize_table(table: pa.Table) -> pa.Table:
     ids = record_ids(columns[ID])
     require_unique_ids(ids)
     when = acquisition_times(columns, ids)
-    geoms = geometries_from_column(columns[GEOMETRY], ids, GEOMETRY)
+    geoms = geometries_from_column(
+        columns[GEOMETRY], ids, GEOMETRY, declared_crs(table.schema, GEOMETRY)
+    )
     bounds = footprint_bounds(geoms)
     epsg, crs = raster_crs(columns, ids)
     derived = {
@@ -109,8 +120,8 @@ def normalize_table(table: pa.Table) -> pa.Table:
         SCENE_BBOX: scene_bbox_array(bounds),
         PROJ_EPSG: epsg,
         CRS: crs,
-        YEAR: pc.year(when).cast(pa.int32()),
-        MONTH: pc.month(when).cast(pa.int32()),
+        YEAR: _partition_column(table, YEAR, pc.year(when), keep_partition_columns),
+        MONTH: _partition_column(table, MONTH, pc.month(when), keep_partition_columns),
     }
     fields = [*_CONTRACT_FIELDS[:3], pa.field(ASSETS, derived[ASSETS].type), *_CONTRACT_FIELDS[3:]]
     arrays = [derived[f.name] for f in fields]
@@ -122,7 +133,27 @@ def normalize_table(table: pa.Table) -> pa.Table:
     arrays += [derived[YEAR], derived[MONTH]]
     # Source schema metadata (an old ``geo`` blob, pandas index info) would describe the input,
     # not this table, so none is carried over.
-    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+    normalized = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+    normalized, footprints = fill_footprints(normalized, band_codes_of(normalized.schema))
+    if footprints.from_headers or footprints.missing:
+        logger.info(
+            "footprints: %d record(s) given one from their headers, %d left without one",
+            footprints.from_headers,
+            footprints.missing,
+        )
+    return normalized
+
+
+def _partition_column(table: pa.Table, name: str, derived: pa.Array, keep: bool) -> pa.Array:
+    if keep and name in table.column_names:
+        given = table.column(name).combine_chunks()
+        if not pa.types.is_integer(given.type):
+            raise ContractError(
+                f"column {name!r}: a partition column must hold integers, got {given.type}",
+                column=name,
+            )
+        return given.cast(pa.int32())
+    return derived.cast(pa.int32())
 
 
 def _require_distinct_names(schema: pa.Schema) -> None:
@@ -198,7 +229,7 @@ def build_collection_from_table(
     configure the store). Only the partitions present in ``table`` are replaced, each
     atomically; the returned collection is the persisted one, other partitions included.
     """
-    normalized = normalize_table(table)
+    normalized = normalize_table(table, keep_partition_columns=True)
     partition_cols = list(partition_cols)
     validate_partition_columns(normalized, partition_cols)
     info = CollectionInfo(

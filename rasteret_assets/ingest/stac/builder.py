@@ -36,9 +36,11 @@ import pyarrow as pa
 
 from rasteret_assets.collection import Collection
 from rasteret_assets.ingest.base import CollectionBuilder, run_sync
+from rasteret_assets.ingest.headers.engine import DEFAULT_MAX_CONCURRENT
 from rasteret_assets.ingest.headers.enrich import (
     EnrichmentResult,
     build_url_index_from_assets,
+    default_backend,
     enrich_table,
 )
 from rasteret_assets.ingest.normalize.table import build_collection_from_table
@@ -60,8 +62,6 @@ from rasteret_assets.sources import CloudConfig, UnknownDataSourceError, find_so
 from rasteret_assets.storage import (
     RetryPolicy,
     StorageBackend,
-    StorageOptions,
-    StorageRouter,
     redact_url,
 )
 
@@ -143,7 +143,7 @@ class StacCollectionBuilder(CollectionBuilder):
         band_map: Mapping[str, str] | None = None,
         band_index_map: Mapping[str, int] | None = None,
         cloud_config: CloudConfig | None = None,
-        max_concurrent: int = 300,
+        max_concurrent: int = DEFAULT_MAX_CONCURRENT,
         backend: StorageBackend | None = None,
         static_catalog: bool = False,
         *,
@@ -389,21 +389,9 @@ class StacCollectionBuilder(CollectionBuilder):
             default_collection=self.stac_collection,
         )
 
-    def _default_backend(self) -> StorageRouter:
-        cloud = self.cloud_config
-        return StorageRouter(
-            StorageOptions(
-                anon=cloud.anon,
-                requester_pays=cloud.requester_pays,
-                region=cloud.region,
-                max_connections=self.max_concurrent,
-                max_connections_per_host=self.max_concurrent,
-            )
-        )
-
     async def _enrich(self, records: pa.Table) -> EnrichmentResult:
         codes = self.bands.codes
-        backend = self._backend or self._default_backend()
+        backend = self._backend or default_backend(self.max_concurrent, self.cloud_config)
         try:
             result = await enrich_table(
                 records,

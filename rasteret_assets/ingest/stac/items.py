@@ -68,6 +68,7 @@ from rasteret_assets.contract import (
     GEOMETRY,
     ID,
     PROJ_EPSG,
+    STAC_ASSET_FIELDS,
     ContractError,
 )
 from rasteret_assets.ingest.normalize.bad_values import shorten
@@ -355,9 +356,13 @@ class StacItemConverter:
                         field=field,
                     )
                 values.append(
-                    {"href": rewrite_url(href, self.url_rewrite_patterns), "band_index": index}
+                    {
+                        **_stac_asset_fields(asset),
+                        "href": rewrite_url(href, self.url_rewrite_patterns),
+                        "band_index": index,
+                    }
                 )
-            children.append(pa.array(values, ASSET_TYPE))
+            children.append(_asset_column(values, page, code))
         return pa.StructArray.from_arrays(
             children, fields=[pa.field(code, ASSET_TYPE) for code in self.band_map.codes]
         )
@@ -474,3 +479,45 @@ def _geometries(page: Sequence[Mapping[str, Any]]) -> pa.Array:
 def _rest_as_json(props: Mapping[str, Any], declared: set[str]) -> str:
     rest = {k: v for k, v in props.items() if k not in declared}
     return json.dumps(rest, sort_keys=True, separators=(",", ":"))
+
+
+#: STAC writes non-finite nodata as strings; Arrow's float fields need the numbers.
+_NON_FINITE = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
+_STAC_FIELD_NAMES = frozenset(f.name for f in STAC_ASSET_FIELDS)
+
+
+def _stac_asset_fields(asset: Mapping[str, Any]) -> dict[str, Any]:
+    """The asset's fields the contract keeps (see ``STAC_ASSET_FIELDS``), nodata made numeric."""
+    kept = {k: v for k, v in asset.items() if k in _STAC_FIELD_NAMES}
+    if isinstance(kept.get("nodata"), str):
+        kept["nodata"] = _NON_FINITE.get(kept["nodata"].lower(), kept["nodata"])
+    bands = kept.get("raster:bands")
+    if isinstance(bands, list):
+        kept["raster:bands"] = [
+            {**b, "nodata": _NON_FINITE.get(b["nodata"].lower(), b["nodata"])}
+            if isinstance(b, Mapping) and isinstance(b.get("nodata"), str)
+            else b
+            for b in bands
+        ]
+    return kept
+
+
+def _asset_column(
+    values: list[dict[str, Any] | None], page: Sequence[Mapping[str, Any]], band: str
+) -> pa.StructArray:
+    """One band's assets of a page; an asset field of the wrong shape names its item."""
+    try:
+        return pa.array(values, ASSET_TYPE)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        for item, value in zip(page, values, strict=True):
+            try:
+                pa.array([value], ASSET_TYPE)
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as item_exc:
+                raise StacItemError(
+                    f"asset for band {band!r} has a field of the wrong type ({item_exc})",
+                    item_id=item["id"],
+                    field=f"assets.{band}",
+                ) from item_exc
+        raise StacItemError(
+            f"assets for band {band!r}: {exc}", item_id=page[0]["id"], field="assets"
+        ) from exc

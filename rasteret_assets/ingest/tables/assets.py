@@ -3,7 +3,8 @@
 Record tables carry assets in three ways the builder accepts: a stac-geoparquet ``assets``
 struct (or map / JSON), or one column of hrefs (``href_column``) that holds a multi-band
 file whose samples are the bands (``band_index_map``). All of them end as
-``struct<{band}: struct<href, band_index>>`` (:func:`~.assets.normalize_assets`), and then
+``struct<{band}: struct<href, band_index, STAC fields>>`` (:func:`~.assets.normalize_assets`),
+and then
 
 * ``band_index_map`` sets which sample of its file each band is,
 * ``url_rewrite_patterns`` rewrite every href *in the table*: the collection stores the URL
@@ -24,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rasteret_assets.contract import ASSET_TYPE, ContractError
-from rasteret_assets.ingest.normalize.assets import reject_records
+from rasteret_assets.ingest.normalize.assets import asset_array, reject_records, with_asset_field
 from rasteret_assets.ingest.normalize.bad_values import example
 
 _MAX_BINARY = int(np.iinfo(np.int32).max)
@@ -43,9 +44,7 @@ def assets_from_hrefs(
     empty = pc.fill_null(pc.equal(hrefs, ""), False)
     reject_records(ids, pc.or_(missing, empty), column, "no href", what="href_column")
     children = [
-        pa.StructArray.from_arrays(
-            [hrefs, pa.array(np.full(len(hrefs), index, dtype=np.int64))], fields=list(ASSET_TYPE)
-        )
+        asset_array(hrefs, pa.array(np.full(len(hrefs), index, dtype=np.int64)))
         for index in band_index_map.values()
     ]
     return pa.StructArray.from_arrays(
@@ -67,11 +66,8 @@ def set_band_indexes(assets: pa.StructArray, band_index_map: Mapping[str, int]) 
         )
     for band, index in band_index_map.items():
         child = bands[band]
-        hrefs = pc.struct_field(child, "href")
         indexes = pa.array(np.full(len(child), index, dtype=np.int64))
-        bands[band] = pa.StructArray.from_arrays(
-            [hrefs, indexes], fields=list(ASSET_TYPE), mask=child.is_null()
-        )
+        bands[band] = with_asset_field(child, "band_index", indexes)
     return _assemble(bands, assets)
 
 
@@ -84,10 +80,7 @@ def rewrite_asset_hrefs(
     bands = _bands(assets)
     for band, child in bands.items():
         hrefs = rewrite_strings(pc.struct_field(child, "href"), patterns)
-        indexes = pc.struct_field(child, "band_index")
-        bands[band] = pa.StructArray.from_arrays(
-            [hrefs, indexes], fields=list(ASSET_TYPE), mask=child.is_null()
-        )
+        bands[band] = with_asset_field(child, "href", hrefs)
     return _assemble(bands, assets)
 
 

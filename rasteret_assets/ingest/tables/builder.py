@@ -53,6 +53,8 @@ from rasteret_assets.contract import (
 )
 from rasteret_assets.ingest.base import CollectionBuilder, run_sync
 from rasteret_assets.ingest.headers.chunked import ChunkEnricher, EnrichmentReport
+from rasteret_assets.ingest.headers.engine import DEFAULT_MAX_CONCURRENT
+from rasteret_assets.ingest.headers.enrich import default_backend
 from rasteret_assets.ingest.normalize.assets import normalize_assets
 from rasteret_assets.ingest.normalize.table import (
     START_DATETIME,
@@ -64,7 +66,7 @@ from rasteret_assets.ingest.stac.builder import EnrichmentFailedError
 from rasteret_assets.ingest.tables.plan import RecordPlan, describe_months, plan_records
 from rasteret_assets.ingest.tables.prepare import RecordPreparer
 from rasteret_assets.ingest.tables.scan import ColumnAliases, RecordSource, month_predicate
-from rasteret_assets.storage import StorageBackend, StorageOptions, StorageRouter
+from rasteret_assets.storage import StorageBackend
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +155,7 @@ class RecordTableBuilder(CollectionBuilder):
         workspace_dir: str | Path | None = None,
         enrich_cog: bool = False,
         band_codes: list[str] | None = None,
-        max_concurrent: int = 300,
+        max_concurrent: int = DEFAULT_MAX_CONCURRENT,
         backend: StorageBackend | None = None,
     ) -> None:
         super().__init__(name=name, data_source=data_source, workspace_dir=workspace_dir)
@@ -255,7 +257,7 @@ class RecordTableBuilder(CollectionBuilder):
             if enrich_bands:
                 backend = self.backend
                 if backend is None:
-                    own_backend = backend = self._default_backend()
+                    own_backend = backend = default_backend(self.max_concurrent)
                 stream.enricher = ChunkEnricher(
                     enrich_bands, backend, max_concurrent=self.max_concurrent
                 )
@@ -383,14 +385,6 @@ class RecordTableBuilder(CollectionBuilder):
         )
         _require_contract_columns(preparer.check(source.schema), preparer)
         return source, preparer
-
-    def _default_backend(self) -> StorageRouter:
-        return StorageRouter(
-            StorageOptions(
-                max_connections=self.max_concurrent,
-                max_connections_per_host=self.max_concurrent,
-            )
-        )
 
     def _description(self, source: RecordSource) -> str:
         what = f"records of {source.display_path}"

@@ -26,7 +26,7 @@ from rasteret_assets.ingest.tables.scan import ColumnAliases, RecordSource, mont
 from rasteret_assets.storage import redact_url
 
 #: Rows per record batch of a month scan.
-BATCH_ROWS = 65536
+BATCH_ROWS = 16384
 
 
 def month_tables(

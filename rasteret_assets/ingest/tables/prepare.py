@@ -64,7 +64,7 @@ class RecordPreparer:
         if self.href_column is not None:
             if self.href_column not in names:
                 raise ContractError(
-                    f"href_column {self.href_column!r} is not in the table; columns: {names}",
+                    f"href_column {self.href_column!r} not found in table. Available: {names}",
                     column=self.href_column,
                 )
             if ASSETS in names:
