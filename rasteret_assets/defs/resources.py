@@ -44,6 +44,15 @@ class StorageResource(dg.ConfigurableResource):
     endpoint_url: str | None = Field(default=None, description="S3-compatible endpoint")
     connect_timeout: float = 10.0
     read_timeout: float = 30.0
+    pc_sas_url: str | None = Field(
+        default=None,
+        description="Planetary Computer SAS token endpoint (default: PC_SDK_SAS_URL, else PC's)",
+    )
+    pc_subscription_key: str | None = Field(
+        default=None,
+        description="Planetary Computer API key for SAS tokens (use an EnvVar; default: "
+        "PC_SDK_SUBSCRIPTION_KEY)",
+    )
     allowed_schemes: list[str] = Field(
         default_factory=lambda: sorted(ALL_SCHEMES),
         description="URL schemes assets may use: http, https, s3, s3a, file (plain paths)",
@@ -83,6 +92,8 @@ class StorageResource(dg.ConfigurableResource):
             "endpoint_url": self.endpoint_url,
             "connect_timeout": self.connect_timeout,
             "read_timeout": self.read_timeout,
+            "pc_sas_url": self.pc_sas_url,
+            "pc_subscription_key": self.pc_subscription_key,
             "max_connections": max_connections,
             "max_connections_per_host": per_host,
         }

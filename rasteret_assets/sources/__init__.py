@@ -9,6 +9,7 @@ from rasteret_assets.sources.registry import (
     get_source,
     list_sources,
     register_source,
+    stac_api_url_signer,
 )
 from rasteret_assets.sources.resolved import ResolvedSource, resolve
 from rasteret_assets.sources.spec import SourcesConfigError, SourceSpec
@@ -29,4 +30,5 @@ __all__ = [
     "load_sources",
     "register_source",
     "resolve",
+    "stac_api_url_signer",
 ]

@@ -17,8 +17,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
+from urllib.parse import urlsplit
 
 EARTH_SEARCH_V1 = "https://earth-search.aws.element84.com/v1"
+PLANETARY_COMPUTER_STAC = "https://planetarycomputer.microsoft.com/api/stac/v1"
+PLANETARY_COMPUTER_HOST = "planetarycomputer.microsoft.com"
 
 
 def _frozen(mapping: Mapping[str, object] | None) -> MappingProxyType:
@@ -34,6 +38,8 @@ class CloudConfig:
     (requester-pays buckets bill the caller, so they must be signed); ``None`` lets the AWS
     credential chain decide. ``url_rewrite_patterns`` are prefix rules applied once to every
     asset href before it is stored or read (see :func:`rasteret_assets.storage.rewrite_url`).
+    ``url_signer="planetary-computer"`` signs Azure blob hrefs with SAS tokens when they are
+    read (hrefs are stored unsigned).
     """
 
     provider: str = "aws"
@@ -41,11 +47,26 @@ class CloudConfig:
     anon: bool | None = None
     region: str | None = None
     url_rewrite_patterns: Mapping[str, str] = field(default_factory=dict)
+    url_signer: str | None = None
 
     def __post_init__(self) -> None:
         if self.requester_pays and self.anon:
             raise ValueError("requester_pays buckets need signed requests: anon must not be True")
         object.__setattr__(self, "url_rewrite_patterns", _frozen(self.url_rewrite_patterns))
+
+    def storage_settings(self) -> dict[str, Any]:
+        """The ``StorageOptions`` fields this config sets (unset ones are left out, so
+        settings given elsewhere are not overridden by defaults)."""
+        settings: dict[str, Any] = {}
+        if self.anon is not None:
+            settings["anon"] = self.anon
+        if self.region is not None:
+            settings["region"] = self.region
+        if self.requester_pays:
+            settings["requester_pays"] = True
+        if self.url_signer is not None:
+            settings["url_signer"] = self.url_signer
+        return settings
 
 
 @dataclass(frozen=True)
@@ -126,6 +147,22 @@ LANDSAT_C2_L2_EARTH_SEARCH_BANDS: Mapping[str, str] = _frozen(
         "qa_radsat": "qa_radsat",
     }
 )
+
+#: Planetary Computer's Sentinel-2 L2A asset keys are the band codes themselves.
+SENTINEL2_PLANETARY_COMPUTER_BANDS: Mapping[str, str] = _frozen(
+    {code: code for code in SENTINEL2_EARTH_SEARCH_BANDS}
+)
+
+#: Planetary Computer's blobs need a SAS token per container, added when they are read.
+PLANETARY_COMPUTER_CLOUD = CloudConfig(provider="azure", url_signer="planetary-computer")
+
+
+def stac_api_url_signer(stac_api: str) -> str | None:
+    """The signer a STAC API's assets need whatever the source: Planetary Computer's items
+    all point at SAS-protected blobs (the reference signs whenever it searches PC)."""
+    host = (urlsplit(stac_api).hostname or "").lower()
+    return "planetary-computer" if host == PLANETARY_COMPUTER_HOST else None
+
 
 _REGISTRY: dict[str, DataSource] = {}
 _ALIASES: dict[str, str] = {}
@@ -216,3 +253,44 @@ register_source(
         aliases=("landsat-c2l2-sr",),
     )
 )
+register_source(
+    DataSource(
+        id="pc/sentinel-2-l2a",
+        title="Sentinel-2 Level-2A (Planetary Computer, SAS-signed Azure blobs)",
+        stac_api=PLANETARY_COMPUTER_STAC,
+        collection="sentinel-2-l2a",
+        band_map=SENTINEL2_PLANETARY_COMPUTER_BANDS,
+        cloud=PLANETARY_COMPUTER_CLOUD,
+    )
+)
+register_source(
+    DataSource(
+        id="pc/landsat-c2-l2",
+        title="Landsat Collection 2 Level-2 (Planetary Computer, SAS-signed Azure blobs)",
+        stac_api=PLANETARY_COMPUTER_STAC,
+        collection="landsat-c2-l2",
+        # Planetary Computer names the Landsat assets as Earth Search does.
+        band_map=LANDSAT_C2_L2_EARTH_SEARCH_BANDS,
+        cloud=PLANETARY_COMPUTER_CLOUD,
+    )
+)
+
+#: The reference's other Planetary Computer datasets: one asset per item.
+_PC_SINGLE_ASSET = (
+    ("pc/io-lulc-annual-v02", "ESRI 10m Land Use/Land Cover", "io-lulc-annual-v02", "LULC", "data"),
+    ("pc/alos-dem", "ALOS World 3D 30m DEM", "alos-dem", "DEM", "data"),
+    ("pc/nasadem", "NASADEM", "nasadem", "DEM", "elevation"),
+    ("pc/esa-worldcover", "ESA WorldCover", "esa-worldcover", "MAP", "map"),
+    ("pc/usda-cdl", "USDA Cropland Data Layer", "usda-cdl", "CDL", "cultivated"),
+)
+for _id, _title, _collection, _band, _asset in _PC_SINGLE_ASSET:
+    register_source(
+        DataSource(
+            id=_id,
+            title=f"{_title} (Planetary Computer, SAS-signed Azure blobs)",
+            stac_api=PLANETARY_COMPUTER_STAC,
+            collection=_collection,
+            band_map={_band: _asset},
+            cloud=PLANETARY_COMPUTER_CLOUD,
+        )
+    )

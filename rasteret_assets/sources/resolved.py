@@ -15,7 +15,12 @@ from typing import Any
 
 import fsspec
 
-from rasteret_assets.sources.registry import DataSource, find_source, list_sources
+from rasteret_assets.sources.registry import (
+    DataSource,
+    find_source,
+    list_sources,
+    stac_api_url_signer,
+)
 from rasteret_assets.sources.spec import SourceKind, SourcesConfigError, SourceSpec
 
 #: Storage settings that belong elsewhere: rewrites are applied once, when records are made;
@@ -157,14 +162,10 @@ def resolve(spec: SourceSpec) -> ResolvedSource:
     rewrites = dict(entry.cloud.url_rewrite_patterns) if entry else {}
     rewrites.update(spec.url_rewrite_patterns)
 
-    storage: dict[str, Any] = {}
-    if entry is not None:
-        if entry.cloud.anon is not None:
-            storage["anon"] = entry.cloud.anon
-        if entry.cloud.region is not None:
-            storage["region"] = entry.cloud.region
-        if entry.cloud.requester_pays:
-            storage["requester_pays"] = True
+    storage: dict[str, Any] = entry.cloud.storage_settings() if entry is not None else {}
+    signer = stac_api_url_signer(spec.location) if spec.kind == "stac_api" else None
+    if signer is not None:
+        storage.setdefault("url_signer", signer)
     storage.update(spec.storage_options)
 
     return ResolvedSource(

@@ -21,6 +21,12 @@ from rasteret_assets.storage.retry import RetryPolicy
 from rasteret_assets.storage.rewrite import rewrite_url
 from rasteret_assets.storage.router import StorageRouter, url_kind
 from rasteret_assets.storage.s3 import S3Backend
+from rasteret_assets.storage.signing import (
+    PlanetaryComputerSigner,
+    SigningError,
+    UrlSigner,
+    signer_for,
+)
 
 __all__ = [
     "ERROR_CLASSES",
@@ -28,17 +34,21 @@ __all__ = [
     "HttpBackend",
     "LocalBackend",
     "ObjectInfo",
+    "PlanetaryComputerSigner",
     "RangeRead",
     "RetryPolicy",
     "S3Backend",
+    "SigningError",
     "StorageBackend",
     "StorageError",
     "StorageOptions",
     "StorageRouter",
+    "UrlSigner",
     "coalesce_ranges",
     "read_range_with_info",
     "redact_url",
     "rewrite_url",
     "scrub_text",
+    "signer_for",
     "url_kind",
 ]

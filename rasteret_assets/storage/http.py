@@ -128,7 +128,7 @@ class HttpBackend(CoalescingRangeReads):
         except StorageError:
             raise
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
-            raise _translate(exc, url) from None
+            raise translate_client_error(exc, url) from None
 
     async def head(self, url: str) -> ObjectInfo:
         """Object size/ETag via HEAD, falling back to a one-byte GET.
@@ -140,12 +140,12 @@ class HttpBackend(CoalescingRangeReads):
         try:
             async with self._request("HEAD", url, _BASE_HEADERS) as resp:
                 if resp.status not in _HEAD_FALLBACK_STATUSES:
-                    _raise_for_status(resp.status, resp.headers, url)
+                    raise_for_status(resp.status, resp.headers, url)
                     return _info_from_headers(resp.headers, size=resp.content_length)
         except StorageError:
             raise
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
-            raise _translate(exc, url) from None
+            raise translate_client_error(exc, url) from None
         return (await self.get_range_with_info(url, 0, 1)).info
 
     @asynccontextmanager
@@ -191,7 +191,7 @@ class HttpBackend(CoalescingRangeReads):
             cr = parse_content_range(resp.headers.get("Content-Range"))
             size = cr.total if cr is not None else None
             return RangeRead(b"", _info_from_headers(resp.headers, size=size))
-        _raise_for_status(status, resp.headers, url)
+        raise_for_status(status, resp.headers, url)
         raise StorageError("unsupported", url, f"unexpected HTTP {status}", status=status)
 
 
@@ -319,7 +319,7 @@ def _info_from_headers(headers: Mapping[str, str], *, size: int | None) -> Objec
     )
 
 
-def _raise_for_status(status: int, headers: Mapping[str, str], url: str) -> None:
+def raise_for_status(status: int, headers: Mapping[str, str], url: str) -> None:
     """Map an HTTP status onto an error class; return silently for 2xx."""
     if 200 <= status < 300:
         return
@@ -340,7 +340,7 @@ def _raise_for_status(status: int, headers: Mapping[str, str], url: str) -> None
     raise StorageError("unsupported", url, f"HTTP {status}", status=status)
 
 
-def _translate(exc: BaseException, url: str) -> StorageError:
+def translate_client_error(exc: BaseException, url: str) -> StorageError:
     """Classify an aiohttp/socket exception.
 
     Called with ``from None`` by the callers: aiohttp exception texts can embed the full

@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 from rasteret_assets.collection import Collection
-from rasteret_assets.defs.checks import CHECK_DESCRIPTIONS
+from rasteret_assets.ingest.month_checks import CHECK_DESCRIPTIONS
 from rasteret_assets.sources import SOURCES_ENV
 
-#: ``  2024-01          2       6      0      0  6/6 passed``
+#: ``  2024-01          2       6      0      0  8/8 passed``
 SUMMARY_ROW = r"^\s+(\d{4}-\d{2})\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\S+) passed"
 
 
@@ -44,14 +44,9 @@ def test_the_demo_command_materializes_every_month(tmp_path: Path) -> None:
     assert seconds < DEMO_SECONDS, f"the demo took {seconds:.1f}s"
     rows = re.findall(SUMMARY_ROW, result.stdout, re.MULTILINE)
     assert [r[0] for r in rows] == ["2024-01", "2024-02", "2024-03"]
+    every = f"{CHECKS}/{CHECKS}"
     for _, records, fetched, reused, failed, checks in rows:
-        assert (records, fetched, reused, failed, checks) == (
-            "2",
-            "6",
-            "0",
-            "0",
-            f"{CHECKS}/{CHECKS}",
-        )
+        assert (records, fetched, reused, failed, checks) == ("2", "6", "0", "0", every)
     assert f"collection: {tmp_path / 'rasteret_workspace' / 'demo' / 'collection'}" in result.stdout
     table = Collection.open(tmp_path / "rasteret_workspace" / "demo" / "collection").to_table()
     assert table.num_rows == 6

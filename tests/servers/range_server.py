@@ -16,6 +16,8 @@ Usage::
     server.connections_accepted, server.max_open_connections
 
 ``RangeServer(ssl_context=self_signed_tls(tmp_dir)[0])`` serves HTTPS instead.
+``server.gate = check`` runs ``check(request)`` before every answer; a response it returns is
+sent instead (how the Planetary Computer blob store refuses unsigned requests).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import struct
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
@@ -155,6 +158,8 @@ class RangeServer:
         self.port: int | None = None
         #: Seconds added before answering every request (simulated network latency).
         self.latency = 0.0
+        #: Checked before every answer; a response it returns is sent instead.
+        self.gate: Callable[[web.BaseRequest], web.StreamResponse | None] | None = None
         self._lock = threading.Lock()
         self._blobs: dict[str, _Blob] = {}
         self._aliases: dict[str, str] = {}
@@ -289,11 +294,12 @@ class RangeServer:
             return sum(s.requests for s in self._stats.values())
 
     def reset(self) -> None:
-        """Forget faults, counters and latency (registrations stay)."""
+        """Forget faults, counters, latency and gate (registrations stay)."""
         with self._lock:
             self._faults.clear()
             self._stats.clear()
             self.latency = 0.0
+            self.gate = None
             self.connections_accepted = 0
             self.max_open_connections = self._open_connections
             self.max_in_flight = 0
@@ -356,6 +362,9 @@ class RangeServer:
         try:
             if self.latency:
                 await asyncio.sleep(self.latency)
+            refusal = self.gate(request) if self.gate is not None else None
+            if refusal is not None:
+                return refusal
             return await self._respond(request, path, fault)
         finally:
             with self._lock:

@@ -112,15 +112,14 @@ def default_backend(max_concurrent: int, cloud: CloudConfig | None = None) -> St
     """The storage every library function and builder reads with when the caller gives none.
 
     ``max_concurrent`` is the number of URLs in flight; the pool gets one connection per URL
-    in flight so no read waits for a socket. ``cloud`` supplies the S3 credential mode and
-    region of a registered source (its rewrites were applied when the records were made).
+    in flight so no read waits for a socket. ``cloud`` supplies the S3 credential mode, region
+    and URL signer of a registered source (its rewrites were applied when the records were
+    made).
     """
-    cloud = cloud or CloudConfig()
+    settings = cloud.storage_settings() if cloud is not None else {}
     return StorageRouter(
         StorageOptions(
-            anon=cloud.anon,
-            requester_pays=cloud.requester_pays,
-            region=cloud.region,
+            **settings,
             max_connections=max_concurrent,
             max_connections_per_host=max_concurrent,
         )

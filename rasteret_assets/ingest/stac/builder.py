@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,13 @@ from rasteret_assets.ingest.stac.static_catalog import (
     ItemFilter,
     walk_static_items,
 )
-from rasteret_assets.sources import CloudConfig, UnknownDataSourceError, find_source, list_sources
+from rasteret_assets.sources import (
+    CloudConfig,
+    UnknownDataSourceError,
+    find_source,
+    list_sources,
+    stac_api_url_signer,
+)
 from rasteret_assets.storage import (
     RetryPolicy,
     StorageBackend,
@@ -169,6 +175,10 @@ class StacCollectionBuilder(CollectionBuilder):
             stac_collection = source.collection if source else data_source
         self.stac_collection = stac_collection
         self.cloud_config = cloud_config or (source.cloud if source else CloudConfig())
+        signer = None if static_catalog else stac_api_url_signer(self.stac_api)
+        if signer is not None and self.cloud_config.url_signer is None:
+            # Every Planetary Computer item points at SAS-protected blobs, whatever the source.
+            self.cloud_config = replace(self.cloud_config, url_signer=signer)
         if max_concurrent < 1:
             raise ValueError(f"max_concurrent must be >= 1, got {max_concurrent}")
         if not 1 <= page_size <= 10000:

@@ -66,6 +66,7 @@ from rasteret_assets.ingest.stac.builder import EnrichmentFailedError
 from rasteret_assets.ingest.tables.plan import RecordPlan, describe_months, plan_records
 from rasteret_assets.ingest.tables.prepare import RecordPreparer
 from rasteret_assets.ingest.tables.scan import ColumnAliases, RecordSource, month_predicate
+from rasteret_assets.sources import CloudConfig, find_source
 from rasteret_assets.storage import StorageBackend
 
 logger = logging.getLogger(__name__)
@@ -257,7 +258,7 @@ class RecordTableBuilder(CollectionBuilder):
             if enrich_bands:
                 backend = self.backend
                 if backend is None:
-                    own_backend = backend = default_backend(self.max_concurrent)
+                    own_backend = backend = default_backend(self.max_concurrent, self._cloud())
                 stream.enricher = ChunkEnricher(
                     enrich_bands, backend, max_concurrent=self.max_concurrent
                 )
@@ -385,6 +386,12 @@ class RecordTableBuilder(CollectionBuilder):
         )
         _require_contract_columns(preparer.check(source.schema), preparer)
         return source, preparer
+
+    def _cloud(self) -> CloudConfig | None:
+        """How the registered ``data_source`` reads its objects (e.g. Planetary Computer's
+        signing); ``None`` for an unregistered one."""
+        source = find_source(self.data_source) if self.data_source else None
+        return source.cloud if source is not None else None
 
     def _description(self, source: RecordSource) -> str:
         what = f"records of {source.display_path}"
