@@ -188,12 +188,23 @@ def metadata_column(band: str) -> str:
 
 
 def band_codes_of(schema: pa.Schema) -> list[str]:
-    """Bands that have a metadata column, in schema order."""
+    """Bands that have a metadata column, in schema order.
+
+    A metadata column is a struct with at least rasteret's 17 fields: this project's
+    columns, and those rasteret 0.4.1 writes (which lack the fields added after them).
+    """
     return [
         name.removesuffix(METADATA_SUFFIX)
         for name in schema.names
-        if name.endswith(METADATA_SUFFIX) and schema.field(name).type == BAND_METADATA_TYPE
+        if name.endswith(METADATA_SUFFIX) and _is_band_metadata(schema.field(name).type)
     ]
+
+
+def _is_band_metadata(kind: pa.DataType) -> bool:
+    if not pa.types.is_struct(kind):
+        return False
+    names = {kind.field(i).name for i in range(kind.num_fields)}
+    return all(field.name in names for field in RASTERET_METADATA_FIELDS)
 
 
 def missing_columns(schema: pa.Schema) -> list[str]:
@@ -231,6 +242,10 @@ def _list_of(
     )
 
 
+def _optional_list(values: Sequence[int] | None) -> list[int] | None:
+    return None if values is None else list(values)
+
+
 def _float_list(values: Sequence[Sequence[float] | None]) -> pa.ListArray:
     return pa.array([None if v is None else list(v) for v in values], pa.list_(pa.float64()))
 
@@ -254,7 +269,7 @@ def ifd_struct_array(
         elif field.name == "tile_byte_counts":
             columns.append(_list_of([t[1] for t in tables], pa.int64(), np.int64))
         elif field.name == "extra_samples":
-            columns.append(pa.array([list(i.extra_samples) for i in ifds], field.type))
+            columns.append(pa.array([_optional_list(i.extra_samples) for i in ifds], field.type))
         elif field.name in ("bits_per_sample", "sample_format"):
             columns.append(pa.array([getattr(i, field.name)[0] for i in ifds], field.type))
         else:
@@ -322,7 +337,8 @@ def band_metadata_array(rows: Sequence[BandHeader | None]) -> pa.StructArray:
         image_field("planar_configuration", pa.int32()),
         image_field("photometric", pa.int32()),
         pa.array(
-            [None if i is None else list(i.extra_samples) for i in images], pa.list_(pa.int32())
+            [None if i is None else _optional_list(i.extra_samples) for i in images],
+            pa.list_(pa.int32()),
         ),
         _nested_levels(rows, "overviews", null_mask),
         _nested_levels(rows, "masks", null_mask),

@@ -11,6 +11,9 @@
   Without rustac these tests skip, except under ``CI=true`` where they fail.
 * ``stac_proxy`` - a forwarding proxy in front of ``rustac_server`` that injects HTTP errors
   and logs requests (``tests/servers/stac_proxy.py``); session-wide, reset per test.
+* ``rasteret_python`` - a Python 3.12 interpreter with ``rasteret==0.4.1`` (``$RASTERET_PYTHON``
+  or the repository's ``.venv-rasteret``, which ``.ci/run`` creates) for round trips with the
+  reference itself. Skips when missing, except under ``CI=true`` where it fails.
 * ``pgstac_api`` - stac-fastapi-pgstac with the transactions extension on a private
   PostgreSQL + PostGIS cluster, pgstac loaded with the shared Planetary Computer and Earth
   Search items (``tests/servers/pgstac_server.py``): ``query``, CQL2 ``filter``, token
@@ -23,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,6 +47,10 @@ SHARED_FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtu
 TIFF_FIXTURES = SHARED_FIXTURES / "tiff"
 STAC_FIXTURES = SHARED_FIXTURES / "stac"
 GEOPARQUET_FIXTURES = SHARED_FIXTURES / "geoparquet"
+
+#: The reference implementation the round-trip tests run, and where ``.ci/run`` installs it.
+RASTERET_VERSION = "0.4.1"
+RASTERET_VENV_PYTHON = Path(__file__).resolve().parents[1] / ".venv-rasteret" / "bin" / "python"
 
 #: Fixture files the storage tests and the S3 buckets use.
 SAMPLE_TIFFS = ("rio-tiler/cog.tif", "cogeotiff/cog.tiff")
@@ -116,6 +124,30 @@ def _missing_requirement(reason: str) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{reason} (CI=true: required, not skipped)")
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def rasteret_python() -> str:
+    """The interpreter of a Python 3.12 environment with ``rasteret==0.4.1`` installed."""
+    python = os.environ.get("RASTERET_PYTHON") or str(RASTERET_VENV_PYTHON)
+    if not Path(python).is_file():
+        _missing_requirement(
+            f"no rasteret {RASTERET_VERSION} environment at {python} (set RASTERET_PYTHON or "
+            "create .venv-rasteret as .ci/run does)"
+        )
+    probe = subprocess.run(
+        [python, "-c", "import rasteret; print(rasteret.__version__)"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    found = probe.stdout.strip()
+    if probe.returncode != 0 or found != RASTERET_VERSION:
+        _missing_requirement(
+            f"{python} does not provide rasteret {RASTERET_VERSION} "
+            f"(found {found or probe.stderr.strip()[-200:]!r})"
+        )
+    return python
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ from asset_values import core
 from servers.moto_s3 import MotoS3
 
 from rasteret_assets.collection import Collection, CollectionInfo, write_collection
+from rasteret_assets.collection.reference_footer import REFERENCE_KEYS
 from rasteret_assets.contract import (
     BAND_METADATA_TYPE,
     CONTRACT_VERSION,
@@ -193,6 +194,36 @@ def test_every_file_carries_valid_geoparquet_and_collection_metadata(s2_collecti
             pc.max(times).as_py().isoformat(),
         ]
         assert info["partitioning"] == [["year", "int32"], ["month", "int32"]]
+
+
+def test_every_file_carries_the_footer_keys_rasteret_reads(s2_collection) -> None:
+    """rasteret 0.4.1 reads plain ``name``/``data_source``/… keys, not the project's JSON."""
+    root, source, _ = s2_collection
+    times = source.column("datetime")
+    start, end = pc.min(times).as_py().isoformat(), pc.max(times).as_py().isoformat()
+    files = list(root.rglob("*.parquet"))
+    assert len(files) > 1
+    for path in files:
+        # The footer pyarrow exposes (embedded Arrow schema) and the raw key/value list agree.
+        for footer in (pq.read_schema(path).metadata, pq.ParquetFile(path).metadata.metadata):
+            project = json.loads(footer[b"rasteret_assets"])
+            assert {k: footer[k] for k in REFERENCE_KEYS} == {
+                b"name": b"s2-denver",
+                b"description": b"Sentinel-2 over Denver",
+                b"data_source": b"sentinel-2-l2a",
+                b"date_range": f"{start},{end}".encode(),
+                b"created": project["created"].encode(),
+                b"rasteret_collection_version": b"1",
+            }
+
+
+def test_in_memory_collection_carries_the_footer_keys_too() -> None:
+    collection = build_collection_from_table(
+        pq.read_table(fixture(S2_100)), name="s2", date_range=("2024-03-01", "2024-12-31")
+    )
+    metadata = collection.schema.metadata
+    assert metadata[b"name"] == b"s2"
+    assert metadata[b"date_range"] == b"2024-03-01T00:00:00+00:00,2024-12-31T00:00:00+00:00"
 
 
 def test_open_exposes_dataset_schema_and_description(s2_collection) -> None:

@@ -65,6 +65,10 @@ def test_stream_matches_write_collection(s2: pa.Table, tmp_path: Path) -> None:
         geo_a = json.loads(a.schema.metadata[b"geo"])
         assert geo_a == json.loads(b.schema.metadata[b"geo"])
     assert whole.info.name == stream.info.name == "s2"
+    for path in (tmp_path / "stream").rglob("*.parquet"):
+        footer = pq.read_schema(path).metadata
+        assert (footer[b"name"], footer[b"data_source"]) == (b"s2", b"pc")
+        assert footer[b"rasteret_collection_version"] == b"1"
 
 
 def test_pieces_add_up_to_one_valid_geoparquet_file(s2: pa.Table, tmp_path: Path) -> None:

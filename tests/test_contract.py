@@ -11,10 +11,12 @@ import pytest
 
 from rasteret_assets.contract import (
     BAND_METADATA_TYPE,
+    IFD_TYPE,
     BandHeader,
     band_codes_of,
     band_metadata_array,
     band_metadata_scalar,
+    ifd_struct_array,
     metadata_column,
     missing_columns,
 )
@@ -67,6 +69,11 @@ def test_column_helpers() -> None:
     )
     assert metadata_column("B04") == "B04_metadata"
     assert band_codes_of(schema) == ["B04"]
+    # rasteret 0.4.1 writes only its 17 fields; a struct lacking one of them is no band.
+    reference = pa.struct([pa.field(name, kind) for name, kind in RASTERET_FIELDS])
+    partial = pa.struct([pa.field(name, kind) for name, kind in RASTERET_FIELDS[:-1]])
+    written_by_rasteret = pa.schema([("red_metadata", reference), ("qa_metadata", partial)])
+    assert band_codes_of(written_by_rasteret) == ["red"]
     assert missing_columns(schema) == ["datetime", "geometry", "assets"]
 
 
@@ -142,3 +149,18 @@ def test_band_index_out_of_range_is_rejected() -> None:
     header, _ = read_header_from_path(fixture("rio-tiler/cog.tif"))
     with pytest.raises(ValueError, match="band_index 3 out of range"):
         band_metadata_scalar(header, band_index=3)
+
+
+@pytest.mark.parametrize(
+    ("relative", "expected"),
+    [("rio-tiler/cog_int16.tif", None), ("cogeotiff/rgba8_cog.tiff", [2])],
+)
+def test_extra_samples_is_null_when_the_tag_is_absent(
+    relative: str, expected: list[int] | None
+) -> None:
+    """rasteret 0.4.1 stores null, not ``[]``, for a file without an ExtraSamples tag."""
+    header, _ = read_header_from_path(fixture(relative))
+    assert header.image.extra_samples == (None if expected is None else tuple(expected))
+    assert band_metadata_scalar(header).as_py()["extra_samples"] == expected
+    (ifd,) = ifd_struct_array([(header.image, None)], IFD_TYPE).to_pylist()
+    assert ifd["extra_samples"] == expected

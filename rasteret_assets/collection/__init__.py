@@ -2,6 +2,7 @@
 
 * :mod:`.info` — what a collection is (:class:`CollectionInfo`), date parsing.
 * :mod:`.geoparquet` — the ``geo`` metadata every file carries.
+* :mod:`.reference_footer` — the same info under the footer keys rasteret 0.4.1 reads.
 * :mod:`.store` — local vs. S3 and the atomic swap on each.
 * :mod:`.partition_file` — one partition's file: staged piece by piece, swapped in.
 * :mod:`.writer` — a whole table at once, one staged file per partition.

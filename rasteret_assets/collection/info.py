@@ -26,7 +26,8 @@ class CollectionInfo:
     name: str = ""
     description: str = ""
     data_source: str = ""
-    #: Inclusive ``(start, end)`` as ISO 8601 UTC instants.
+    #: ``(start, end)`` as ISO 8601 UTC instants, as the builder's caller gave them (a bare
+    #: end date is that day's midnight; filters still include the whole day).
     date_range: tuple[str, str] | None = None
     #: When the file was written, ISO 8601 UTC.
     created: str | None = None
@@ -98,6 +99,10 @@ def parse_date_range(date_range: tuple[DateLike, DateLike]) -> tuple[datetime, d
 
 
 def normalize_date_range(date_range: tuple[DateLike, DateLike]) -> tuple[str, str]:
-    """:func:`parse_date_range` as ISO strings, the form stored in :class:`CollectionInfo`."""
-    start, end = parse_date_range(date_range)
-    return start.isoformat(), end.isoformat()
+    """The caller's ``(start, end)`` as UTC ISO strings, the form :class:`CollectionInfo` stores.
+
+    Checked like :func:`parse_date_range`, but a bare end date stays that day's midnight (as
+    rasteret records it): the range says what was asked for, filters widen it to the day.
+    """
+    parse_date_range(date_range)
+    return parse_instant(date_range[0]).isoformat(), parse_instant(date_range[1]).isoformat()

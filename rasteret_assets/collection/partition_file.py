@@ -5,7 +5,8 @@ piece, :class:`~.streaming.PartitionedWriter` in many as rows stream in. Either 
 file is replaced only by :meth:`PartitionFile.commit`, after the staged file is complete
 (see :mod:`.store` for why that swap is atomic locally and on S3).
 
-The footer metadata (``geo`` and the collection info) describes the whole file, so it is
+The footer metadata (``geo``, the collection info, and the same info under the keys rasteret
+0.4.1 reads, see :mod:`.reference_footer`) describes the whole file, so it is
 written when the file is closed, not when it is opened: the bbox and geometry types of a
 streamed partition are only known once its last rows are in.
 """
@@ -22,6 +23,7 @@ import pyarrow.parquet as pq
 
 from rasteret_assets.collection.geoparquet import GEO_KEY, GeoStats, encode
 from rasteret_assets.collection.info import METADATA_KEY, CollectionInfo
+from rasteret_assets.collection.reference_footer import reference_footer
 from rasteret_assets.collection.store import STAGED_SUFFIX, Store
 from rasteret_assets.contract import ContractError
 
@@ -89,7 +91,11 @@ class PartitionFile:
             return
         if self._writer is None or self.schema is None:
             raise ValueError(f"partition {self.relative!r} has no rows; nothing to commit")
-        metadata = {GEO_KEY: encode(self._geo.metadata()), METADATA_KEY: self.info.to_json()}
+        metadata = {
+            GEO_KEY: encode(self._geo.metadata()),
+            METADATA_KEY: self.info.to_json(),
+            **reference_footer(self.info),
+        }
         # pyarrow takes schema metadata from the embedded Arrow schema, not from the footer's
         # key-value list, and that schema was stored when the file was opened — before the
         # bbox was known. Storing the final schema under the same key keeps both in step.

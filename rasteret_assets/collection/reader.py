@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,11 @@ from rasteret_assets.collection.info import (
     DateLike,
     merge_infos,
     parse_date_range,
+)
+from rasteret_assets.collection.reference_footer import (
+    has_reference_footer,
+    info_from_reference,
+    reference_footer,
 )
 from rasteret_assets.collection.store import Store, resolve_filesystem
 from rasteret_assets.collection.writer import PARTITION_TYPES
@@ -61,6 +67,7 @@ class Collection:
         metadata = {
             GEO_KEY: encode(geoparquet_metadata(table)),
             METADATA_KEY: info.to_json(),
+            **reference_footer(info),
         }
         return cls(ds.dataset(table.replace_schema_metadata(metadata)), info=info)
 
@@ -76,7 +83,9 @@ class Collection:
 
         Every footer is read (in parallel) so that partitions written at different times,
         with different band sets or extra columns, unify into one schema; staged and other
-        hidden files are never part of the dataset.
+        hidden files are never part of the dataset. Collections rasteret 0.4.1 wrote open
+        too: their footer keys give name, source and dates, and their naive timestamps are
+        read as UTC (rasteret stores UTC instants without a zone).
         """
         store = Store(*resolve_filesystem(uri, filesystem, storage_options))
         files = store.data_files()
@@ -86,18 +95,19 @@ class Collection:
         with ThreadPoolExecutor(max_workers=min(16, len(files))) as pool:
             schemas = list(pool.map(lambda f: pq.read_schema(f, filesystem=arrow_fs), files))
         footers = [s.metadata or {} for s in schemas]
-        info = merge_infos(
-            [CollectionInfo.from_json(m[METADATA_KEY]) for m in footers if METADATA_KEY in m]
-        )
+        info = merge_infos([i for i in map(_file_info, footers) if i is not None])
         partition_schema = _partition_schema(store, files, info)
+        if not info.partitioning:
+            levels = tuple((f.name, str(f.type)) for f in partition_schema)
+            info = replace(info, partitioning=levels)
         try:
             schema = pa.unify_schemas(
-                [s.remove_metadata() for s in schemas] + [partition_schema],
+                [_utc_timestamps(s.remove_metadata()) for s in schemas] + [partition_schema],
                 promote_options="permissive",
             )
         except (pa.ArrowTypeError, pa.ArrowInvalid) as exc:
             raise ValueError(f"partitions of {uri!s} have incompatible schemas: {exc}") from exc
-        metadata = {METADATA_KEY: info.to_json()}
+        metadata = {METADATA_KEY: info.to_json(), **reference_footer(info)}
         geo = merge_geo([json.loads(m[GEO_KEY]) for m in footers if GEO_KEY in m])
         if geo is not None:
             metadata[GEO_KEY] = encode(geo)
@@ -145,7 +155,11 @@ class Collection:
 
     @property
     def date_range(self) -> tuple[datetime, datetime] | None:
-        """Inclusive ``(start, end)`` recorded when the collection was built."""
+        """``(start, end)`` recorded when the collection was built, as the builder's caller
+        gave them (``"2024-01-31"`` is midnight), or the data's first and last ``datetime``.
+
+        :meth:`filter` reads a bare end date as the whole day; this keeps the caller's value.
+        """
         if not self.info.date_range:
             return None
         start, end = self.info.date_range
@@ -247,6 +261,27 @@ def month_expression(start: datetime, end: datetime) -> ds.Expression:
     after_start = (year > start.year) | ((year == start.year) & (month >= start.month))
     before_end = (year < end.year) | ((year == end.year) & (month <= end.month))
     return after_start & before_end
+
+
+def _file_info(footer: Mapping[bytes, bytes]) -> CollectionInfo | None:
+    """The collection info of one file: the project's key, else rasteret's keys, else none."""
+    if METADATA_KEY in footer:
+        return CollectionInfo.from_json(footer[METADATA_KEY])
+    if has_reference_footer(footer):
+        return info_from_reference(footer)
+    return None
+
+
+def _utc_timestamps(schema: pa.Schema) -> pa.Schema:
+    """Zone-less timestamp columns declared UTC, so the scan casts them and filters compare.
+
+    rasteret 0.4.1 writes ``datetime`` as ``timestamp[us]`` holding UTC wall-clock values;
+    a filter with an aware bound would otherwise fail on the type mismatch.
+    """
+    for index, field in enumerate(schema):
+        if pa.types.is_timestamp(field.type) and field.type.tz is None:
+            schema = schema.set(index, field.with_type(pa.timestamp(field.type.unit, "UTC")))
+    return schema
 
 
 def _partition_schema(store: Store, files: list[str], info: CollectionInfo) -> pa.Schema:

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from rasteret_assets.collection import CollectionInfo, PartitionedWriter
+from rasteret_assets.collection import CollectionInfo, PartitionedWriter, normalize_date_range
 from rasteret_assets.collection.partition_file import DATA_FILE, PartitionFile
 from rasteret_assets.collection.staged import StagedParquet
 from rasteret_assets.collection.store import Store
@@ -386,6 +386,8 @@ def publish_month(
         name=source.name,
         description=f"{source.name}: {source.kind} {source.location}",
         data_source=source.data_source,
+        # The partition's window, inclusive: what the month's file covers.
+        date_range=normalize_date_range((start, end - timedelta(microseconds=1))),
     )
     first = last = None
     writer = PartitionedWriter(

@@ -33,7 +33,8 @@ class Ifd:
     predictor: int
     photometric: int | None
     planar_configuration: int
-    extra_samples: tuple[int, ...]
+    #: ``None`` when the file has no ExtraSamples tag (as rasteret 0.4 reports it).
+    extra_samples: tuple[int, ...] | None
     tile_offsets: np.ndarray
     tile_byte_counts: np.ndarray
     jpeg_tables: bytes | None = None

@@ -416,7 +416,7 @@ def _build_ifd(reader: _IfdReader) -> Ifd | None:
         predictor=predictor,
         photometric=photometric,
         planar_configuration=planar,
-        extra_samples=() if extra is None else tuple(int(v) for v in extra),
+        extra_samples=None if extra is None else tuple(int(v) for v in extra),
         tile_offsets=offsets.astype(np.uint64),
         tile_byte_counts=byte_counts.astype(np.uint64),
         jpeg_tables=jpeg_tables,

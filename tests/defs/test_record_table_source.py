@@ -85,6 +85,11 @@ def test_monthly_graph_reads_only_its_month(demo_records: pa.Table, tmp_path: Pa
     assert sorted(published.column("id").to_pylist()) == sorted(expected.column("id").to_pylist())
     for band in BANDS:
         assert published.column(f"{band}_metadata").null_count == 0
+    # The keys rasteret 0.4.1's loader reads; the month file covers its partition window.
+    (month_file,) = (tmp_path / "ws" / "table" / "collection").rglob("*.parquet")
+    footer = pq.read_schema(month_file).metadata
+    assert (footer[b"name"], footer[b"rasteret_collection_version"]) == (b"table", b"1")
+    assert footer[b"date_range"] == b"2024-02-01T00:00:00+00:00,2024-02-29T23:59:59.999999+00:00"
     checks = result.get_asset_check_evaluations()
     assert checks and all(c.passed for c in checks)
 

@@ -306,3 +306,15 @@ def test_signed_query_strings_never_reach_outcomes_or_logs(
     written = str(result.outcomes.to_pylist()) + str(result.table.column("B01_metadata"))
     assert "PLANTEDSECRET" not in written
     assert all("PLANTEDSECRET" not in r.getMessage() for r in caplog.records)
+
+
+def test_extra_samples_is_null_in_header_rows_and_metadata_without_the_tag(
+    range_server: RangeServer,
+) -> None:
+    urls = [range_server.url(f"/fixtures/{n}") for n in ("rio-tiler/cog.tif", "rasterio/alpha.tif")]
+    result = run(record_table(urls), ["B01"])
+    assert result.status_counts == {"ok": 2}
+    metadata = result.table.column("B01_metadata")
+    assert pc.struct_field(metadata, "extra_samples").to_pylist() == [None, [2]]
+    by_url = {o["url"]: o["ifds"][0]["extra_samples"] for o in result.outcomes.to_pylist()}
+    assert by_url == {urls[0]: None, urls[1]: [2]}

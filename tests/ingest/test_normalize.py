@@ -19,6 +19,7 @@ import pytest
 import shapely
 from asset_values import core
 
+from rasteret_assets.collection import Collection
 from rasteret_assets.contract import (
     ASSET_TYPE,
     BBOX_TYPE,
@@ -535,14 +536,28 @@ def test_build_in_memory_records_collection_metadata() -> None:
     assert geo["columns"]["geometry"]["covering"]["bbox"]["xmin"] == ["bbox", "xmin"]
 
 
-def test_build_date_range_argument_is_inclusive_of_the_end_day() -> None:
-    collection = build_collection_from_table(
-        minimal(id=["a"]), date_range=("2024-01-01", "2024-01-31")
+def test_build_date_range_is_kept_as_given_and_filters_include_the_end_day(
+    tmp_path: Path,
+) -> None:
+    table = minimal(
+        id=["jan-1", "jan-31-late", "feb-1"],
+        datetime=["2024-01-01T00:00:00Z", "2024-01-31T23:59:59.5Z", "2024-02-01T00:00:00Z"],
     )
-    assert collection.date_range == (
-        datetime(2024, 1, 1, tzinfo=UTC),
-        datetime(2024, 1, 31, 23, 59, 59, 999999, tzinfo=UTC),
-    )
+    date_range = ("2024-01-01", "2024-01-31")
+    in_memory = build_collection_from_table(table, date_range=date_range)
+    persisted = build_collection_from_table(table, date_range=date_range, workspace_dir=tmp_path)
+    for collection in (in_memory, persisted, Collection.open(tmp_path)):
+        # What the caller said, as rasteret 0.4.1 records it (midnight of the end date) …
+        assert (collection.start_date, collection.end_date) == (
+            datetime(2024, 1, 1, tzinfo=UTC),
+            datetime(2024, 1, 31, tzinfo=UTC),
+        )
+        # … while a filter with the same range still includes the whole end day.
+        chosen = collection.filter(date_range=date_range)
+        assert sorted(chosen.to_table(columns=["id"]).column("id").to_pylist()) == [
+            "jan-1",
+            "jan-31-late",
+        ]
     with pytest.raises(ValueError, match="starts after it ends"):
         build_collection_from_table(minimal(id=["a"]), date_range=("2024-02-01", "2024-01-01"))
 

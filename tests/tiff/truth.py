@@ -76,7 +76,7 @@ class IfdTruth:
     predictor: int
     photometric: int | None
     planar_configuration: int
-    extra_samples: tuple[int, ...]
+    extra_samples: tuple[int, ...] | None
     tile_offsets: np.ndarray | None
     tile_byte_counts: np.ndarray | None
     jpeg_tables: bytes | None
@@ -230,7 +230,7 @@ def _ifd_truth(index: int, page: tifffile.TiffPage) -> IfdTruth:
         predictor=_scalar(page, PREDICTOR, 1) or 1,
         photometric=_scalar(page, PHOTOMETRIC, None),
         planar_configuration=_scalar(page, PLANAR_CONFIGURATION, 1) or 1,
-        extra_samples=() if extra is None else _ints(extra.value),
+        extra_samples=None if extra is None else _ints(extra.value),
         tile_offsets=offsets,
         tile_byte_counts=counts,
         jpeg_tables=None if tables is None else bytes(tables.value),
