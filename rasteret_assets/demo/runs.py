@@ -76,7 +76,6 @@ def run_backfill(
             tags={},
             backfill_timestamp=get_current_timestamp(),
         )
-        instance.add_backfill(backfill)
         runs = []
         for key in partition_keys:
             run = create_backfill_run(
@@ -93,7 +92,9 @@ def run_backfill(
             assert run is not None, "a new backfill always creates its runs"
             execute_run(recon_job, run, instance)
             runs.append(instance.get_run_by_id(run.run_id) or run)
-        instance.update_backfill(
+        # Recorded once its runs are done, as ``dagster job backfill`` does: a REQUESTED
+        # backfill in the instance would be picked up by a running daemon and run twice.
+        instance.add_backfill(
             backfill.with_status(BulkActionStatus.COMPLETED).with_end_timestamp(
                 get_current_timestamp()
             )
