@@ -1,28 +1,35 @@
-"""One asset group per source: ``records`` → ``cog_headers`` → ``collection``, monthly.
+"""One asset group per source: ``source`` → ``records`` → ``cog_headers`` → ``collection``.
 
 Asset functions are wiring only: they read the partition window, call the per-month steps of
 :mod:`rasteret_assets.ingest.steps` (driving the async engine with ``asyncio.run``) on the
-workspace resource's store, and return ``MaterializeResult`` metadata that explains the run
-in the UI.
+workspace resource's store, and report metadata that explains the run in the UI. Every month
+reports the same metadata keys, empty or not, so months compare side by side.
+
+A month whose blocking checks fail is not materialized: its check results are reported, then
+the step fails, so the partition shows as failed and "materialize failed partitions" retries
+it. A month without records skips its checks (Dagster shows them as skipped).
 """
 
 import asyncio
+from collections.abc import Iterator
 
 import dagster as dg
-import pyarrow as pa
 
 from rasteret_assets.collection.partition_file import DATA_FILE
 from rasteret_assets.collection.staged import StagedParquet
 from rasteret_assets.contract import COG_HEADERS_SCHEMA
-from rasteret_assets.defs import checks
+from rasteret_assets.defs import checks, schemas
+from rasteret_assets.defs.metadata import location_uri, readable_size
+from rasteret_assets.defs.partitions import monthly_partitions
 from rasteret_assets.defs.resources import (
     ConcurrencyResource,
     StorageResource,
     WorkspaceResource,
 )
-from rasteret_assets.ingest.month_checks import CHECK_DESCRIPTIONS
+from rasteret_assets.ingest.lineage import Lineage
 from rasteret_assets.ingest.steps import (
     HEADERS_FILE,
+    HeaderStats,
     month_dir,
     month_urls,
     publish_month,
@@ -33,26 +40,33 @@ from rasteret_assets.sources import ResolvedSource
 from rasteret_assets.storage import StorageRouter
 
 HEADER_POOL = "rasteret_headers"
+STEPS = ("records", "cog_headers", "collection")
+_KINDS = {"stac_api": "stac", "static_catalog": "stac", "record_table": "parquet"}
 
 
-def monthly_partitions(source: ResolvedSource) -> dg.MonthlyPartitionsDefinition:
-    """Months from the source's start through the current (still open) month."""
-    return dg.MonthlyPartitionsDefinition(start_date=f"{source.start_month}-01", end_offset=1)
+def source_key(source: ResolvedSource) -> dg.AssetKey:
+    return dg.AssetKey([source.name, "source"])
 
 
-def _schema_metadata(schema: pa.Schema | None, rows: int, uri: str | None) -> dict[str, object]:
-    metadata: dict[str, object] = {"dagster/row_count": rows}
-    if schema is not None:
-        metadata["dagster/column_schema"] = dg.TableSchema(
-            columns=[dg.TableColumn(f.name, str(f.type)) for f in schema]
-        )
-    if uri:
-        metadata["path"] = dg.MetadataValue.path(uri)
-    return metadata
+def source_spec(source: ResolvedSource) -> dg.AssetSpec:
+    """The catalog or table itself, outside Dagster: where the group's lineage starts."""
+    what = {
+        "stac_api": f"STAC API (collection `{source.collection}`)",
+        "static_catalog": "static STAC catalog",
+        "record_table": "Parquet record table",
+    }[source.kind]
+    return dg.AssetSpec(
+        key=source_key(source),
+        description=f"The {what} that **{source.name}** reads; its location is `dagster/uri`.",
+        group_name=source.name,
+        kinds={_KINDS[source.kind]},
+        owners=source.owners,
+        metadata={"dagster/uri": location_uri(source.location)},
+    )
 
 
 def build_source_assets(source: ResolvedSource) -> list[dg.AssetsDefinition]:
-    """The three monthly assets of ``source``."""
+    """The three monthly assets of ``source`` (``source_spec`` is their upstream)."""
     partitions = monthly_partitions(source)
     common = {
         "group_name": source.name,
@@ -63,24 +77,65 @@ def build_source_assets(source: ResolvedSource) -> list[dg.AssetsDefinition]:
         # retries alone.
         "backfill_policy": dg.BackfillPolicy.multi_run(max_partitions_per_run=1),
     }
-    keys = [dg.AssetKey([source.name, step]) for step in ("records", "cog_headers", "collection")]
+    keys = [dg.AssetKey([source.name, step]) for step in STEPS]
     return [
-        _records_asset(source, keys[0], common),
-        _headers_asset(source, keys[1], keys[0], common),
+        _records_asset(source, keys[0], source_key(source), common),
+        _headers_asset(source, keys[1], keys[0], partitions, common),
         _collection_asset(source, keys[2], keys[1], partitions, common),
     ]
 
 
-def _records_asset(source: ResolvedSource, key: dg.AssetKey, common: dict) -> dg.AssetsDefinition:
+def _checked_asset(
+    key: dg.AssetKey,
+    upstream: dg.AssetKey,
+    common: dict,
+    *,
+    description: str,
+    kinds: set[str],
+    schema: dg.TableSchema,
+    check_specs: list[dg.AssetCheckSpec],
+    pool: str | None = None,
+):
+    """A one-asset ``multi_asset`` whose checks may be left out (``can_subset``): a month
+    without records reports no check results, so Dagster shows them as skipped, where a plain
+    ``@asset`` would require a result for every check. No return annotation: dagster exports
+    no public type for the decorator.
+    """
+    spec = dg.AssetSpec(
+        key,
+        deps=[upstream],
+        description=description,
+        kinds=kinds,
+        metadata={"dagster/column_schema": schema},
+        group_name=common["group_name"],
+        owners=common["owners"],
+        tags=common["tags"],
+    )
+    return dg.multi_asset(
+        name="__".join(key.path),
+        specs=[spec],
+        check_specs=check_specs,
+        can_subset=True,
+        pool=pool,
+        partitions_def=common["partitions_def"],
+        backfill_policy=common["backfill_policy"],
+    )
+
+
+def _records_asset(
+    source: ResolvedSource, key: dg.AssetKey, upstream: dg.AssetKey, common: dict
+) -> dg.AssetsDefinition:
     @dg.asset(
         key=key,
+        deps=[upstream],
         description=(
-            f"Raw records of **{source.name}** for one month: the {source.kind.replace('_', ' ')}"
-            f" at `{source.location}` scanned for items acquired in the partition's month, "
-            "normalised to the Collection contract (id, datetime, geometry, assets, bbox) and "
-            "written as GeoParquet."
+            f"Raw records of **{source.name}** for one month: the "
+            f"{source.kind.replace('_', ' ')} scanned for items acquired in the partition's "
+            "month, normalised to the Collection contract (id, datetime, geometry, assets, "
+            "bbox) and written as GeoParquet."
         ),
-        kinds={"stac" if source.kind != "record_table" else "parquet", "parquet"},
+        kinds={_KINDS[source.kind], "parquet"},
+        metadata={"dagster/column_schema": schemas.records_schema()},
         **common,
     )
     def records(
@@ -94,46 +149,57 @@ def _records_asset(source: ResolvedSource, key: dg.AssetKey, common: dict) -> dg
             context.log.info(
                 "no records in %s (stale partition removed: %s)", month_dir(window.start), removed
             )
-            return dg.MaterializeResult(metadata={"dagster/row_count": 0, **result.counts})
         if result.hrefs_credentials_removed:
             context.log.warning(
                 "%d href(s) carried credentials (userinfo or signing parameters); stored "
                 "without them, reads use the storage resource's credentials",
                 result.hrefs_credentials_removed,
             )
-        metadata = _schema_metadata(result.schema, result.rows, result.uri) | result.counts
-        metadata["hrefs_credentials_removed"] = result.hrefs_credentials_removed
+        metadata: dict[str, object] = {
+            "dagster/row_count": result.rows,
+            "dagster/uri": location_uri(result.uri),
+            "dagster/column_schema": schemas.records_schema(result.schema),
+            "hrefs_credentials_removed": result.hrefs_credentials_removed,
+            **result.counts,
+        }
         return dg.MaterializeResult(metadata=metadata)
 
     return records
 
 
 def _headers_asset(
-    source: ResolvedSource, key: dg.AssetKey, upstream: dg.AssetKey, common: dict
+    source: ResolvedSource,
+    key: dg.AssetKey,
+    upstream: dg.AssetKey,
+    partitions: dg.PartitionsDefinition,
+    common: dict,
 ) -> dg.AssetsDefinition:
-    @dg.asset(
-        key=key,
-        deps=[upstream],
+    @_checked_asset(
+        key,
+        upstream,
+        common,
         description=(
             f"One row per unique asset URL of **{source.name}**'s month: every IFD level of the "
             "parsed COG header (tile offsets/byte counts, overviews, masks), ETag/size, status "
             "and error class. Incremental: URLs whose header is already known are reused."
         ),
         kinds={"cog", "parquet"},
+        schema=schemas.headers_schema(),
+        check_specs=[checks.failed_urls_spec(key, partitions)],
         pool=HEADER_POOL,
-        **common,
     )
     def cog_headers(
         context: dg.AssetExecutionContext,
         workspace: WorkspaceResource,
         storage: StorageResource,
         concurrency: ConcurrencyResource,
-    ) -> dg.MaterializeResult:
+    ) -> Iterator[dg.MaterializeResult]:
         month = month_dir(context.partition_time_window.start)
         records = workspace.open_parquet(source.name, "records", month, DATA_FILE)
         if records is None or records.metadata.num_rows == 0:
             workspace.remove(source.name, "cog_headers", month)
-            return dg.MaterializeResult(metadata={"dagster/row_count": 0, "fetched": 0})
+            yield dg.MaterializeResult(metadata=_header_metadata(None, None))
+            return
         urls = month_urls(records, source.band_codes)
         previous = workspace.open_parquet(source.name, "cog_headers", month, HEADERS_FILE)
         options = storage.options(
@@ -141,7 +207,7 @@ def _headers_asset(
         )
         store = workspace.store(source.name, "cog_headers", month)
 
-        async def run() -> tuple[str, object]:
+        async def run() -> tuple[str, HeaderStats]:
             backend = StorageRouter(options)
             try:
                 with StagedParquet(store, HEADERS_FILE, schema=COG_HEADERS_SCHEMA) as sink:
@@ -159,20 +225,29 @@ def _headers_asset(
                 await backend.close()
 
         uri, stats = asyncio.run(run())
-        metadata = _schema_metadata(COG_HEADERS_SCHEMA, stats.urls, uri)
-        metadata |= {
-            "fetched": stats.fetched,
-            "reused": stats.reused,
-            "failed": stats.failed,
-            "errors_by_class": dict(stats.errors),
-            "requests": stats.requests,
-            "bytes_read": stats.bytes_read,
-            "elapsed_s": round(stats.elapsed, 3),
-            "headers_per_s": round(stats.headers_per_second, 1),
-        }
-        return dg.MaterializeResult(metadata=metadata)
+        yield dg.MaterializeResult(
+            metadata=_header_metadata(uri, stats), check_results=[checks.failed_urls(stats)]
+        )
 
     return cog_headers
+
+
+def _header_metadata(uri: str | None, stats: HeaderStats | None) -> dict[str, object]:
+    """The same keys for every month; ``stats`` is ``None`` for a month without records."""
+    stats = stats or HeaderStats()
+    return {
+        "dagster/row_count": stats.urls,
+        "dagster/uri": location_uri(uri),
+        "fetched": stats.fetched,
+        "reused": stats.reused,
+        "failed": stats.failed,
+        "errors_by_class": dict(stats.errors),
+        "requests": stats.requests,
+        "bytes_read": stats.bytes_read,
+        "read": readable_size(stats.bytes_read),
+        "elapsed_s": round(stats.elapsed, 3),
+        "headers_per_s": round(stats.headers_per_second, 1),
+    }
 
 
 def _collection_asset(
@@ -182,30 +257,43 @@ def _collection_asset(
     partitions: dg.PartitionsDefinition,
     common: dict,
 ) -> dg.AssetsDefinition:
-    @dg.asset(
-        key=key,
-        deps=[upstream],
+    @_checked_asset(
+        key,
+        upstream,
+        common,
         description=(
             f"The **{source.name}** Collection's month partition (`year=YYYY/month=M`): records "
-            "joined with their parsed headers as `{band}_metadata` columns, GeoParquet 1.1, "
-            "replaced atomically. Blocking checks keep a broken month from being published."
+            "joined with their parsed headers as `{band}_metadata` columns, plus each row's "
+            "lineage (run id, ingestion time, parser version), GeoParquet 1.1, replaced "
+            "atomically. A month whose blocking checks fail is not published and its run fails."
         ),
         kinds={"geoparquet", "parquet"},
+        schema=schemas.collection_schema(source.band_codes),
         check_specs=checks.check_specs(key, partitions),
-        **common,
     )
     def collection(
         context: dg.AssetExecutionContext, workspace: WorkspaceResource
-    ) -> dg.MaterializeResult:
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         window = context.partition_time_window
         month = month_dir(window.start)
         records = workspace.open_parquet(source.name, "records", month, DATA_FILE)
         headers = workspace.open_parquet(source.name, "cog_headers", month, HEADERS_FILE)
+        metadata: dict[str, object] = {
+            "dagster/row_count": 0,
+            "dagster/uri": location_uri(None),
+            "dagster/column_schema": schemas.collection_schema(source.band_codes),
+            "dagster_run": dg.MetadataValue.dagster_run(context.run_id),
+            "published": False,
+            "datetime_range": None,
+            "crs_conflicts_left_out": 0,
+            "footprints_from_headers": 0,
+            "footprints_missing": 0,
+        }
         if records is None or headers is None or records.metadata.num_rows == 0:
             workspace.remove(source.name, "collection", month)
-            return dg.MaterializeResult(
-                metadata={"dagster/row_count": 0}, check_results=_empty_checks()
-            )
+            context.log.info("no records in %s: nothing to publish, checks skipped", month)
+            yield dg.MaterializeResult(metadata=metadata)
+            return
         result = publish_month(
             source,
             window.start,
@@ -214,30 +302,37 @@ def _collection_asset(
             headers,
             workspace.uri(source.name, "collection"),
             storage_options=workspace.storage_options or None,
+            lineage=Lineage.now(context.run_id),
         )
         assert result.checks is not None
         results = [checks.check_result(o) for o in result.checks.outcomes]
-        metadata = _schema_metadata(result.schema, result.rows, result.uri)
-        metadata["published"] = result.published
-        metadata["crs_conflicts_left_out"] = result.join.crs_conflicts
-        metadata["footprints_from_headers"] = result.footprints.from_headers
-        metadata["footprints_missing"] = result.footprints.missing
-        if not result.published:
-            why = (
-                f"blocking checks failed: {result.checks.blocked}"
-                if result.checks.blocked
-                else "every record was left out (bands in different CRSs)"
+        if result.checks.blocked:
+            yield from results
+            raise dg.Failure(
+                description=(
+                    f"{month} not published: blocking checks failed: "
+                    f"{', '.join(result.checks.blocked)}; the previous version stays"
+                ),
+                metadata={"blocked_by": result.checks.blocked, "records": result.rows},
             )
-            context.log.error("not publishing %s: %s", month, why)
-            return dg.MaterializeResult(metadata=metadata, check_results=results)
-        metadata["datetime_range"] = result.datetime_range
-        return dg.MaterializeResult(metadata=metadata, check_results=results)
+        metadata |= {
+            "crs_conflicts_left_out": result.join.crs_conflicts,
+            "footprints_from_headers": result.footprints.from_headers,
+            "footprints_missing": result.footprints.missing,
+        }
+        if not result.published:
+            context.log.error(
+                "not publishing %s: every record was left out (bands in different CRSs)", month
+            )
+            yield dg.MaterializeResult(metadata=metadata, check_results=results)
+            return
+        metadata |= {
+            "dagster/row_count": result.rows,
+            "dagster/uri": location_uri(result.uri),
+            "dagster/column_schema": schemas.collection_schema(source.band_codes, result.schema),
+            "published": True,
+            "datetime_range": result.datetime_range,
+        }
+        yield dg.MaterializeResult(metadata=metadata, check_results=results)
 
     return collection
-
-
-def _empty_checks() -> list[dg.AssetCheckResult]:
-    return [
-        dg.AssetCheckResult(check_name=name, passed=True, metadata={"records": 0})
-        for name in CHECK_DESCRIPTIONS
-    ]

@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from rasteret_assets.defs.assets import monthly_partitions
+from rasteret_assets.defs.assets import STEPS
+from rasteret_assets.defs.partitions import monthly_partitions
 from rasteret_assets.ingest.base import run_sync
 from rasteret_assets.ingest.stac.changes import changed_months
 from rasteret_assets.ingest.tables.changes import FileState, table_changes
@@ -29,8 +30,10 @@ def source_job(source: SourceConfig):
     """
     return dg.define_asset_job(
         name=job_name(source),
-        selection=dg.AssetSelection.groups(source.name),
+        selection=dg.AssetSelection.assets(*(dg.AssetKey([source.name, s]) for s in STEPS)),
         description=f"Refresh one month of {source.name}: records, COG headers, collection.",
+        # Three steps in a line: one process runs them, instead of a process start per step.
+        executor_def=dg.in_process_executor,
     )
 
 
@@ -43,6 +46,10 @@ def refresh_schedule(source: SourceConfig) -> dg.ScheduleDefinition:
         cron_schedule="0 3 * * *",
         execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.STOPPED,
+        description=(
+            f"Daily at 03:00 UTC: refresh {source.name}'s current and previous month (items "
+            "arrive late). Stopped until you start it."
+        ),
     )
     def daily(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
         partitions = monthly_partitions(source)
@@ -70,7 +77,10 @@ def new_items_sensor(source: SourceConfig) -> dg.SensorDefinition:
         job_name=job_name(source),
         minimum_interval_seconds=300,
         default_status=dg.DefaultSensorStatus.STOPPED,
-        description=f"New or updated STAC items of {source.name} trigger their months.",
+        description=(
+            f"Every 5 minutes: ask the STAC API for {source.name}'s new or updated items and "
+            "run exactly their months. Stopped until you start it."
+        ),
     )
     def new_items(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         now = datetime.now(UTC)
@@ -120,7 +130,10 @@ def table_changes_sensor(source: SourceConfig) -> dg.SensorDefinition:
         job_name=job_name(source),
         minimum_interval_seconds=300,
         default_status=dg.DefaultSensorStatus.STOPPED,
-        description=f"A changed record table of {source.name} triggers the months it touches.",
+        description=(
+            f"Every 5 minutes: when {source.name}'s record table changes, run the months its "
+            "changed files touch. Stopped until you start it."
+        ),
     )
     def table_changed(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         previous = json.loads(context.cursor)["files"] if context.cursor else {}

@@ -5,6 +5,8 @@ never echoed into metadata or logs.
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -186,3 +188,29 @@ class WorkspaceResource(dg.ConfigurableResource):
             return False
         store.fs.rm(store.root, recursive=True)
         return True
+
+
+WORKSPACE_ENV = "RASTERET_ASSETS_WORKSPACE"
+LOCAL_ROOTS_ENV = "RASTERET_ASSETS_LOCAL_ROOTS"
+
+
+def default_resources() -> dict[str, dg.ConfigurableResource]:
+    """The resources every source's assets use, configured from the environment.
+
+    One object per key for the same environment: each source component brings these, and
+    Dagster merges components' definitions only when their resources are the same objects.
+    """
+    roots = tuple(p for p in os.environ.get(LOCAL_ROOTS_ENV, "").split(os.pathsep) if p)
+    root = os.environ.get(WORKSPACE_ENV) or "rasteret_workspace"
+    if "://" not in root:  # metadata and logs show where files are, wherever they are read
+        root = str(Path(root).absolute())
+    return dict(_resources(root, roots))
+
+
+@functools.cache
+def _resources(root: str, local_roots: tuple[str, ...]) -> dict[str, dg.ConfigurableResource]:
+    return {
+        "workspace": WorkspaceResource(root=root),
+        "storage": StorageResource(allowed_local_roots=list(local_roots)),
+        "concurrency": ConcurrencyResource(),
+    }

@@ -1,23 +1,22 @@
-"""Materialize every month of the configured sources headlessly and summarise the result.
+"""Backfill every month of the configured sources as runs of their jobs, and summarise.
 
     DAGSTER_HOME=$PWD/.dagster_home .venv/bin/python -m rasteret_assets.demo
 
-With ``DAGSTER_HOME`` set the runs are recorded in that instance, so ``dagster dev`` on the
-same home shows them; without it an ephemeral instance is used.
+The runs are real runs of ``<source>_monthly`` in the instance at ``DAGSTER_HOME`` (one
+backfill per source), so ``dg dev`` on the same home shows them under the job, on the
+timeline and under Backfills, and can re-execute them. Without ``DAGSTER_HOME`` an
+ephemeral instance is used. Only the months a source can have data in are partitions (a
+static catalog's temporal extent), so only those run.
 """
-
-from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.events import DagsterEventType
 
-from rasteret_assets.sources import load_sources
-
-#: Runs log to the instance as usual; only the console stays quiet so the summary is readable.
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+from rasteret_assets.demo.runs import run_backfill
 
 
 def _instance() -> dg.DagsterInstance:
@@ -28,9 +27,19 @@ def _instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
-def _value(result: dg.ExecuteInProcessResult, node: str, key: str) -> object:
-    events = result.asset_materializations_for_node(node)
-    return events[-1].metadata[key].value if events and key in events[-1].metadata else None
+def _materializations(instance: dg.DagsterInstance, run_id: str) -> dict[str, dict[str, object]]:
+    """``{asset name: {metadata key: value}}`` of the run's materializations."""
+    found = {}
+    for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
+        event = entry.asset_materialization
+        if event is not None:
+            found[event.asset_key.path[-1]] = {k: v.value for k, v in event.metadata.items()}
+    return found
+
+
+def _checks(instance: dg.DagsterInstance, run_id: str) -> list[bool]:
+    events = instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
+    return [e.dagster_event.event_specific_data.passed for e in events if e.dagster_event]
 
 
 def main() -> int:
@@ -39,35 +48,31 @@ def main() -> int:
     instance = _instance()
     workspace = defs.resources["workspace"]
     failed = 0
-    for source in load_sources():
-        job = defs.resolve_job_def(f"{source.name}_monthly")
+    for job in defs.resolve_all_job_defs():
+        if not job.name.endswith("_monthly") or job.partitions_def is None:
+            continue
+        source = job.name.removesuffix("_monthly")
         keys = job.partitions_def.get_partition_keys()
-        print(
-            f"{source.name}: materializing {len(keys)} monthly partitions ({keys[0]} .. {keys[-1]})"
-        )
+        print(f"{source}: backfilling {len(keys)} months ({keys[0]} .. {keys[-1]}), {job.name}")
+        result = run_backfill(instance, job.name, keys)
+        print(f"  backfill {result.backfill_id}")
         print(
             f"  {'month':10s} {'records':>7s} {'fetched':>7s} {'reused':>6s} {'failed':>6s}  checks"
         )
-        for key in keys:
-            result = job.execute_in_process(
-                partition_key=key, instance=instance, raise_on_error=False
-            )
-            if not result.success:
+        for key, run in zip(keys, result.runs, strict=True):
+            if run.status != dg.DagsterRunStatus.SUCCESS:
                 failed += 1
-                print(f"  {key[:7]:10s} RUN FAILED (see the run in Dagster)")
+                print(f"  {key[:7]:10s} RUN FAILED: run {run.run_id} in Dagster")
                 continue
-            rows = _value(result, f"{source.name}__records", "dagster/row_count")
-            if not rows:
-                continue
-            node = f"{source.name}__cog_headers"
-            checks = result.get_asset_check_evaluations()
-            passed = sum(c.passed for c in checks)
+            assets = _materializations(instance, run.run_id)
+            headers = assets.get("cog_headers", {})
+            checks = _checks(instance, run.run_id)
             print(
-                f"  {key[:7]:10s} {rows:7d} {_value(result, node, 'fetched'):7d} "
-                f"{_value(result, node, 'reused'):6d} {_value(result, node, 'failed'):6d}  "
-                f"{passed}/{len(checks)} passed"
+                f"  {key[:7]:10s} {assets.get('records', {}).get('dagster/row_count', 0):7d} "
+                f"{headers.get('fetched', 0):7d} {headers.get('reused', 0):6d} "
+                f"{headers.get('failed', 0):6d}  {sum(checks)}/{len(checks)} passed"
             )
-        print(f"  collection: {workspace.uri(source.name, 'collection')}")
+        print(f"  collection: {workspace.uri(source, 'collection')}")
     return 1 if failed else 0
 
 

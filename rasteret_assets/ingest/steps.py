@@ -41,6 +41,7 @@ from rasteret_assets.ingest.headers.engine import ProgressLog
 from rasteret_assets.ingest.headers.join import JoinReport, join_headers
 from rasteret_assets.ingest.headers.rows import JOIN_COLUMNS, add_urls, url_identity
 from rasteret_assets.ingest.headers.stream import header_rows
+from rasteret_assets.ingest.lineage import Lineage
 from rasteret_assets.ingest.month_checks import MonthChecks
 from rasteret_assets.ingest.normalize.credentials import strip_asset_credentials
 from rasteret_assets.ingest.normalize.footprints import FootprintCounts, fill_footprints
@@ -50,13 +51,15 @@ from rasteret_assets.ingest.stac.builder import StacCollectionBuilder
 from rasteret_assets.ingest.stac.items import StacItemConverter
 from rasteret_assets.ingest.tables.month import BATCH_ROWS, in_window, month_tables
 from rasteret_assets.sources import CloudConfig, ResolvedSource
-from rasteret_assets.storage import RetryPolicy, StorageBackend
+from rasteret_assets.storage import RetryPolicy, StorageBackend, redact_url
 
 HEADERS_FILE = "headers.parquet"
 #: Records per batch of the collection step: the unit of its memory.
 JOIN_BATCH_ROWS = 8192
 #: Header rows per row group of ``headers.parquet``: what the join reads at a time.
 HEADER_ROW_GROUP = 1000
+#: Failed URLs kept per error class as examples for the ``cog_headers`` check.
+FAILED_URL_EXAMPLES = 3
 
 
 def month_dir(start: datetime) -> str:
@@ -224,6 +227,8 @@ class HeaderStats:
     fetched: int = 0
     reused: int = 0
     errors: Counter[str] = field(default_factory=Counter)
+    #: A few failed URLs per error class, without query strings.
+    examples: dict[str, list[str]] = field(default_factory=dict)
     requests: int = 0
     bytes_read: int = 0
     elapsed: float = 0.0
@@ -293,8 +298,13 @@ async def write_header_rows(
         async for rows in stream:
             sink.write(rows)
             status = rows.column("status")
-            failed = rows.filter(pc.not_equal(status, "ok")).column("status").to_pylist()
+            failures = rows.filter(pc.not_equal(status, "ok")).select(["status", "url"])
+            failed = failures.column("status").to_pylist()
             stats.errors.update(failed)
+            for error_class, url in zip(failed, failures.column("url").to_pylist(), strict=True):
+                examples = stats.examples.setdefault(error_class, [])
+                if len(examples) < FAILED_URL_EXAMPLES:
+                    examples.append(redact_url(url))
             stats.fetched += rows.num_rows - len(failed)
             stats.requests += pc.sum(rows.column("requests")).as_py() or 0
             stats.bytes_read += pc.sum(rows.column("bytes_read")).as_py() or 0
@@ -357,11 +367,13 @@ def publish_month(
     collection_uri: str,
     *,
     storage_options: dict | None = None,
+    lineage: Lineage | None = None,
 ) -> CollectionResult:
     """Join the month's records to their header rows and publish it unless a blocking check fails.
 
     Records are already normalised (the records step did it); the join adds
-    ``{band}_metadata`` and backfills ``proj:epsg``/``crs``. Batches are checked as they are
+    ``{band}_metadata`` and backfills ``proj:epsg``/``crs``; ``lineage`` appends where each
+    row came from (:mod:`.lineage`). Batches are checked as they are
     written to the month's staged file; the file replaces the live partition only when every
     blocking check passes, else it is discarded and the previous version stays.
     """
@@ -391,6 +403,8 @@ def publish_month(
                 continue
             joined, footprints = fill_footprints(joined, bands)
             result.footprints.add(footprints)
+            if lineage is not None:
+                joined = lineage.append_to(joined)
             result.schema = result.schema or joined.schema
             checks.update(joined)
             span = pc.min_max(joined.column(DATETIME))

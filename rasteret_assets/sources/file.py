@@ -22,14 +22,14 @@ DEMO_CATALOG = Path(__file__).resolve().parents[1] / "demo" / "catalog" / "catal
 
 
 def demo_source() -> SourceSpec:
-    """Three months of synthetic scenes, three bands, shipped as real GDAL COGs."""
+    """Three months of synthetic scenes, three bands, shipped as real GDAL COGs; its months
+    are the catalog's temporal extent (``rasteret_assets/defs/demo/defs.yaml`` says the same)."""
     return SourceSpec(
         name="demo",
         kind="static_catalog",
         location=str(DEMO_CATALOG),
         data_source="demo",
         band_map={"red": "red", "green": "green", "nir": "nir"},
-        start_month="2024-01",
         owners=["team:data-platform"],
     )
 

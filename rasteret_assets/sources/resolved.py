@@ -57,8 +57,12 @@ class ResolvedSource:
         return self.spec.owners
 
     @property
-    def start_month(self) -> str:
+    def start_month(self) -> str | None:
         return self.spec.start_month
+
+    @property
+    def end_month(self) -> str | None:
+        return self.spec.end_month
 
     @property
     def bbox(self) -> tuple[float, float, float, float] | None:

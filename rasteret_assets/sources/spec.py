@@ -36,7 +36,15 @@ class SourceSpec(BaseModel):
     storage_options: dict[str, Any] = Field(
         default_factory=dict, description="StorageOptions fields for this source's assets"
     )
-    start_month: str = Field(description="First monthly partition, YYYY-MM")
+    start_month: str | None = Field(
+        default=None,
+        description="First monthly partition, YYYY-MM (a static catalog: its temporal extent's)",
+    )
+    end_month: str | None = Field(
+        default=None,
+        description="Last monthly partition, YYYY-MM (default: the current month, or a static "
+        "catalog's temporal extent's last)",
+    )
     bbox: tuple[float, float, float, float] | None = None
     query: dict[str, Any] | None = None
     filter: dict[str, Any] | str | None = None
@@ -61,13 +69,26 @@ class SourceSpec(BaseModel):
             raise ValueError("must start with a letter and use only a-z, 0-9 and _")
         return value
 
-    @field_validator("start_month")
+    @field_validator("start_month", "end_month")
     @classmethod
-    def _month(cls, value: str) -> str:
+    def _month(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
         match = re.fullmatch(r"(\d{4})-(\d{2})", value)
         if not match or not 1 <= int(match.group(2)) <= 12:
             raise ValueError("must be a month like 2024-01")
         return value
+
+    @model_validator(mode="after")
+    def _months(self) -> SourceSpec:
+        if self.start_month is None and self.kind != "static_catalog":
+            raise ValueError(
+                f"start_month is required for a {self.kind} source (only a static catalog "
+                "can take it from its temporal extent)"
+            )
+        if self.start_month and self.end_month and self.end_month < self.start_month:
+            raise ValueError(f"end_month {self.end_month} is before start_month {self.start_month}")
+        return self
 
     @model_validator(mode="after")
     def _record_table_bands(self) -> SourceSpec:

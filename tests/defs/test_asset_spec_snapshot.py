@@ -1,9 +1,10 @@
 """The demo graph's asset specs against a reviewed snapshot, so a structural change shows.
 
-Keys, deps, partitions, checks (blocking or not), kinds, owners, group, pool and tags of
-every asset, plus the jobs, schedules and sensors. Regenerate after an intended change with
-``UPDATE_SNAPSHOTS=1 .venv/bin/pytest tests/defs/test_asset_spec_snapshot.py`` and review
-the diff of ``snapshots/demo_asset_specs.json``.
+Keys, deps, partitions (first and last month), checks (blocking or not), kinds, owners,
+group, pool and tags of every asset, plus the jobs, schedules and sensors. Regenerate after
+an intended change with
+``UPDATE_SNAPSHOTS=1 .venv/bin/pytest tests/defs/test_asset_spec_snapshot.py`` and review the
+diff of ``snapshots/demo_asset_specs.json``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def describe(defs: dg.Definitions) -> dict[str, Any]:
             "deps": sorted(k.to_user_string() for k in node.parent_keys),
             "partitions": type(partitions).__name__ if partitions else None,
             "partitions_start": partitions.start.isoformat() if partitions else None,
+            "partitions_end": partitions.end.isoformat() if partitions and partitions.end else None,
             "kinds": sorted(node.kinds),
             "owners": list(node.owners),
             "tags": dict(sorted(node.tags.items())),

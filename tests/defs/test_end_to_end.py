@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 import pytest
 from dagster_graphql import DagsterGraphQLClient
 
-from rasteret_assets.defs.checks import CHECK_DESCRIPTIONS
+from rasteret_assets.defs.checks import CHECK_DESCRIPTIONS, FAILED_URLS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: Screenshot, DOM dump, server log and timings of the last run (ignored by git).
@@ -49,6 +49,8 @@ GROUP = "demo"
 JOB = "demo_monthly"
 PARTITION = "2024-02-01"
 ASSET_NAMES = ("records", "cog_headers", "collection")
+#: The catalog itself, an external asset upstream of ``records``.
+SOURCE_ASSET = "source"
 BANDS = ("red", "green", "nir")
 #: The UI route of the group's lineage graph (what "Catalog > demo > Lineage" opens).
 GROUP_LINEAGE_ROUTE = f"/locations/{LOCATION}/asset-groups/{GROUP}/lineage"
@@ -312,7 +314,12 @@ LAUNCHERS: dict[str, tuple[str, ...]] = {
 
 
 def start_dagster_dev(
-    base: Path, *, launcher: str = "dagster dev -w workspace.yaml", attempts: int = 3
+    base: Path,
+    *,
+    launcher: str = "dagster dev -w workspace.yaml",
+    attempts: int = 3,
+    dagster_yaml: str = DAGSTER_YAML,
+    extra_env: Mapping[str, str] | None = None,
 ) -> DagsterDev:
     """Start a ``LAUNCHERS`` command on a free port with a private DAGSTER_HOME.
 
@@ -323,7 +330,7 @@ def start_dagster_dev(
     workspace = base / "rasteret_workspace"
     home.mkdir()
     workspace.mkdir()
-    (home / "dagster.yaml").write_text(DAGSTER_YAML)
+    (home / "dagster.yaml").write_text(dagster_yaml)
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
@@ -334,6 +341,7 @@ def start_dagster_dev(
     }
     # The test is about the built-in demo source, whatever the developer's shell points at.
     env.pop("RASTERET_ASSETS_SOURCES", None)
+    env.update(extra_env or {})
     for attempt in range(1, attempts + 1):
         port = _free_port()
         log_path = base / f"dagster_dev_{attempt}.log"
@@ -457,11 +465,10 @@ def test_a_partition_launched_through_graphql_materializes_the_month(
     evaluations = [
         e["evaluation"] for e in logs["events"] if e["__typename"] == "AssetCheckEvaluationEvent"
     ]
-    assert {tuple(e["assetKey"]["path"]) for e in evaluations} == {(GROUP, "collection")}
     assert {e["partition"] for e in evaluations} == {PARTITION}
-    assert {e["checkName"]: e["success"] for e in evaluations} == dict.fromkeys(
-        CHECK_DESCRIPTIONS, True
-    )
+    assert {(e["assetKey"]["path"][-1], e["checkName"]): e["success"] for e in evaluations} == {
+        ("collection", name): True for name in CHECK_DESCRIPTIONS
+    } | {("cog_headers", FAILED_URLS): True}
 
     # What the run wrote, where RASTERET_ASSETS_WORKSPACE told the code server to write it.
     path = dagster_dev.workspace / GROUP / "collection" / "year=2024" / "month=2" / "part-0.parquet"
@@ -493,7 +500,7 @@ def test_every_launcher_serves_the_same_location(launcher: str, tmp_path: Path) 
         assert [e["name"] for e in workspace["locationEntries"]] == [LOCATION]
         nodes = server.graphql(ASSET_NODES_QUERY)["assetNodes"]
         demo = {tuple(n["assetKey"]["path"]) for n in nodes if n["groupName"] == GROUP}
-        assert demo == {(GROUP, name) for name in ASSET_NAMES}
+        assert demo == {(GROUP, name) for name in (SOURCE_ASSET, *ASSET_NAMES)}
     finally:
         report = server.stop()
     assert not report.survivors, f"processes of {launcher} survived SIGKILL: {report.survivors}"
@@ -628,3 +635,335 @@ def test_the_asset_graph_of_the_demo_group_renders_in_headless_chromium(
 
     assert screenshot.is_file(), "chromium wrote no screenshot"
     assert _png_size(screenshot) == WINDOW
+
+
+@dataclass
+class DemoBackfill:
+    seconds: float
+    output: str
+    backfill_id: str
+
+
+@pytest.fixture(scope="module")
+def demo_backfill(
+    dagster_dev: DagsterDev, timings: dict[str, float | str | list[str]]
+) -> DemoBackfill:
+    """The README's first command, run against the server's instance and workspace."""
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(dagster_dev.home),
+        "RASTERET_ASSETS_WORKSPACE": str(dagster_dev.workspace),
+    }
+    env.pop("RASTERET_ASSETS_SOURCES", None)
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "rasteret_assets.demo"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    seconds = time.monotonic() - started
+    timings["demo_backfill_s"] = round(seconds, 2)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    backfill_id = result.stdout.split("backfill ", 1)[1].split()[0]
+    return DemoBackfill(seconds, result.stdout, backfill_id)
+
+
+JOB_RUNS_QUERY = """
+query JobRuns($filter: RunsFilter!) {
+  runsOrError(filter: $filter) {
+    __typename
+    ... on Runs { results { runId status tags { key value } } }
+  }
+}
+"""
+
+BACKFILLS_QUERY = """
+{
+  partitionBackfillsOrError {
+    __typename
+    ... on PartitionBackfills { results { id status numPartitions } }
+  }
+}
+"""
+
+ASSET_QUERY = """
+query Asset($key: AssetKeyInput!) {
+  assetNodeOrError(assetKey: $key) {
+    __typename
+    ... on AssetNode {
+      partitionKeys
+      partitionStats { numMaterialized numFailed numPartitions }
+      metadataEntries {
+        label
+        ... on TableSchemaMetadataEntry { schema { columns { name description } } }
+      }
+    }
+  }
+  assetOrError(assetKey: $key) {
+    ... on Asset { assetMaterializations(limit: 1) { partition metadataEntries { label } } }
+  }
+}
+"""
+
+
+def test_the_demo_command_backfills_real_runs_of_the_job(
+    dagster_dev: DagsterDev, demo_backfill: DemoBackfill
+) -> None:
+    """What the UI shows after the README's first command: the months as runs of the job
+    (the job's Runs tab filters by its repository tag), one completed backfill, every
+    partition of the catalog's extent materialized, none failed, and no more."""
+    repository = {"key": ".dagster/repository", "value": f"__repository__@{LOCATION}"}
+    runs = dagster_dev.graphql(
+        JOB_RUNS_QUERY,
+        {
+            "filter": {
+                "pipelineName": JOB,
+                "tags": [
+                    repository,
+                    {"key": "dagster/backfill", "value": demo_backfill.backfill_id},
+                ],
+            }
+        },
+    )["runsOrError"]["results"]
+    partitions = sorted(
+        {t["key"]: t["value"] for t in r["tags"]}["dagster/partition"] for r in runs
+    )
+    assert partitions == ["2024-01-01", "2024-02-01", "2024-03-01"]
+    assert {r["status"] for r in runs} == {"SUCCESS"}
+    backfills = dagster_dev.graphql(BACKFILLS_QUERY)["partitionBackfillsOrError"]["results"]
+    ours = [b for b in backfills if b["id"] == demo_backfill.backfill_id]
+    assert ours and ours[0]["status"] == "COMPLETED" and ours[0]["numPartitions"] == 3
+
+    asset = dagster_dev.graphql(ASSET_QUERY, {"key": {"path": [GROUP, "collection"]}})
+    node = asset["assetNodeOrError"]
+    assert node["partitionKeys"] == partitions
+    assert node["partitionStats"] == {"numMaterialized": 3, "numFailed": 0, "numPartitions": 3}
+    (schema,) = [e for e in node["metadataEntries"] if e["label"] == "dagster/column_schema"]
+    columns = {c["name"]: c["description"] for c in schema["schema"]["columns"]}
+    assert {"id", "red_metadata", "run_id", "ingested_at", "parser_version"} <= columns.keys()
+    assert all(columns.values()), f"columns without a description: {columns}"
+    (latest,) = asset["assetOrError"]["assetMaterializations"]
+    labels = {e["label"] for e in latest["metadataEntries"]}
+    assert {"dagster/uri", "dagster/row_count", "dagster_run", "dagster/column_schema"} <= labels
+
+
+SNAPSHOTS_QUERY = """
+query Snapshots($runId: ID!) {
+  runOrError(runId: $runId) { ... on Run { pipelineSnapshotId } }
+  pipelineOrError(params: {
+    pipelineName: "demo_monthly",
+    repositoryName: "__repository__",
+    repositoryLocationName: "rasteret_assets"
+  }) { ... on Pipeline { pipelineSnapshotId } }
+}
+"""
+
+REEXECUTE_MUTATION = """
+mutation Reexecute($runId: String!) {
+  launchPipelineReexecution(reexecutionParams: {parentRunId: $runId, strategy: ALL_STEPS}) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+def test_a_demo_run_re_executes_as_the_same_job_version(
+    dagster_dev: DagsterDev, demo_backfill: DemoBackfill
+) -> None:
+    """The UI warns on re-execution when a run's job snapshot differs from the loaded job's;
+    the demo's runs carry the loaded job's snapshot, and their re-execution succeeds."""
+    tag = {"key": "dagster/backfill", "value": demo_backfill.backfill_id}
+    runs = dagster_dev.graphql(JOB_RUNS_QUERY, {"filter": {"tags": [tag]}})["runsOrError"]
+    parent = runs["results"][0]["runId"]
+    snapshots = dagster_dev.graphql(SNAPSHOTS_QUERY, {"runId": parent})
+    assert (
+        snapshots["runOrError"]["pipelineSnapshotId"]
+        == snapshots["pipelineOrError"]["pipelineSnapshotId"]
+    )
+    launched = dagster_dev.graphql(REEXECUTE_MUTATION, {"runId": parent})
+    launched = launched["launchPipelineReexecution"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    client = DagsterGraphQLClient("127.0.0.1", port_number=dagster_dev.port, timeout=30)
+    run_id = launched["run"]["runId"]
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while (status := client.get_run_status(run_id).value) not in TERMINAL_RUN_STATUSES:
+        assert time.monotonic() < deadline, f"re-execution still {status}"
+        time.sleep(0.5)
+    assert status == "SUCCESS", dagster_dev.log_tail()
+
+
+def test_the_location_loads_without_beta_or_preview_warnings(dagster_dev: DagsterDev) -> None:
+    log = dagster_dev.log_path.read_text(errors="replace")
+    assert "BetaWarning" not in log and "PreviewWarning" not in log, dagster_dev.log_tail()
+
+
+#: The asset pages the screenshots show: overview, partitions, checks.
+ASSET_PAGES = {
+    "asset_page": f"/assets/{GROUP}/collection",
+    "partitions": f"/assets/{GROUP}/collection?view=partitions",
+    "checks": f"/assets/{GROUP}/collection?view=checks",
+}
+
+
+@pytest.mark.parametrize("page", list(ASSET_PAGES))
+def test_the_collection_asset_pages_render_in_headless_chromium(
+    page: str, chromium: str, dagster_dev: DagsterDev, demo_backfill: DemoBackfill, tmp_path: Path
+) -> None:
+    ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
+    screenshot = ARTIFACTS_DIR / f"e2e_demo_collection_{page}.png"
+    screenshot.unlink(missing_ok=True)
+    dom = run_headless_chromium(
+        chromium, dagster_dev.url + ASSET_PAGES[page], screenshot, tmp_path / "profile"
+    )
+    (ARTIFACTS_DIR / f"e2e_demo_collection_{page}.html").write_text(dom)
+    print(f"\nscreenshot of {ASSET_PAGES[page]}: {screenshot}")
+    reader = _DomReader()
+    reader.feed(dom)
+    text = " ".join(reader.texts)
+    expected = {
+        "asset_page": ["Row count", "Item id, unique within the month", "Open defs.yaml"],
+        "partitions": ["2024-03-01"],
+        "checks": ["header_coverage", "tile_table_consistency"],
+    }[page]
+    for word in expected:
+        assert word in text, f"{word!r} not on {ASSET_PAGES[page]}: {text[:2000]}"
+    assert _png_size(screenshot) == WINDOW
+
+
+BACKFILL_MUTATION = """
+mutation Backfill($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+  }
+}
+"""
+
+#: Three runs at once, header steps one at a time across them (every pool's default limit).
+SCALE_DAGSTER_YAML = """\
+telemetry:
+  enabled: false
+nux:
+  enabled: false
+run_queue:
+  dequeue_interval_seconds: 1
+  dequeue_use_threads: true         # launch the dequeued runs in parallel, not one by one
+  dequeue_num_workers: 3
+concurrency:
+  runs:
+    max_concurrent_runs: 3
+  pools:
+    default_limit: 1
+    granularity: op
+"""
+
+
+def _worker(instance: Any, run_id: str) -> tuple[float, float, int]:
+    """``(first, last event time, pid)`` of the run's worker process: every event it wrote."""
+    events = [
+        (entry.timestamp, entry.dagster_event.pid)
+        for entry in instance.all_logs(run_id)
+        if entry.dagster_event is not None and entry.dagster_event.pid is not None
+    ]
+    pids = {pid for _, pid in events}
+    assert events and len(pids) == 1, (run_id, events)
+    return min(t for t, _ in events), max(t for t, _ in events), pids.pop()
+
+
+def _step(instance: Any, run_id: str, step: str) -> tuple[float, float, int]:
+    """``(STEP_START, STEP_SUCCESS time, pid)``: while the step held its pool slot (a step
+    waiting for a slot logs engine events before it starts)."""
+    from dagster._core.events import DagsterEventType
+
+    times = {
+        entry.dagster_event.event_type: (entry.timestamp, entry.dagster_event.pid)
+        for entry in instance.all_logs(run_id)
+        if entry.dagster_event is not None and entry.dagster_event.step_key == step
+    }
+    (start, pid), (end, _) = (
+        times[DagsterEventType.STEP_START],
+        times[DagsterEventType.STEP_SUCCESS],
+    )
+    return start, end, pid
+
+
+def _overlap(a: tuple[float, float, int], b: tuple[float, float, int]) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
+
+
+def test_a_backfill_runs_months_concurrently_on_an_s3_workspace(
+    moto_s3: Any, tmp_path: Path, timings: dict[str, float | str | list[str]]
+) -> None:
+    """Several months as separate runs in separate processes (run queue + default launcher),
+    the workspace on S3 (moto), the ``rasteret_headers`` pool honoured across runs; after it,
+    the collection is complete and correct and the local workspace folder is still empty."""
+    from rasteret_assets.collection import Collection
+
+    root = f"s3://{moto_s3.public_bucket}/scale"
+    server = start_dagster_dev(
+        tmp_path,
+        dagster_yaml=SCALE_DAGSTER_YAML,
+        extra_env={"RASTERET_ASSETS_WORKSPACE": root, "AWS_ENDPOINT_URL": moto_s3.endpoint_url},
+    )
+    keys = ["2024-01-01", "2024-02-01", "2024-03-01"]
+    started = time.monotonic()
+    try:
+        launched = server.graphql(
+            BACKFILL_MUTATION,
+            {
+                "params": {
+                    "selector": {
+                        "partitionSetName": f"{JOB}_partition_set",
+                        "repositorySelector": {
+                            "repositoryName": "__repository__",
+                            "repositoryLocationName": LOCATION,
+                        },
+                    },
+                    "partitionNames": keys,
+                    "forceSynchronousSubmission": True,
+                }
+            },
+        )["launchPartitionBackfill"]
+        assert launched["__typename"] == "LaunchBackfillSuccess", launched
+        while True:
+            tag = {"key": "dagster/backfill", "value": launched["backfillId"]}
+            found = server.graphql(JOB_RUNS_QUERY, {"filter": {"tags": [tag]}})
+            runs = found["runsOrError"]["results"]
+            if len(runs) == len(keys) and all(r["status"] in TERMINAL_RUN_STATUSES for r in runs):
+                break
+            if time.monotonic() - started > 4 * RUN_TIMEOUT:
+                pytest.fail(f"backfill not done: {runs}\n{server.log_tail()}")
+            time.sleep(0.5)
+    finally:
+        report = server.stop()
+    timings["s3_backfill_s"] = round(time.monotonic() - started, 2)
+    assert not report.survivors
+    assert {r["status"] for r in runs} == {"SUCCESS"}, server.log_tail()
+
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(server.home)) as instance:
+        whole = [_worker(instance, r["runId"]) for r in runs]
+        headers = [_step(instance, r["runId"], f"{GROUP}__cog_headers") for r in runs]
+    print(f"\nrun workers {whole}\nheader steps {headers}")
+    # Separate processes, and at least two runs at the same time.
+    assert len({pid for *_, pid in whole}) == len(keys)
+    assert any(_overlap(a, b) for i, a in enumerate(whole) for b in whole[i + 1 :]), whole
+    # The pool: never two header steps at once, whichever run they belong to.
+    assert not any(_overlap(a, b) for i, a in enumerate(headers) for b in headers[i + 1 :])
+
+    s3 = {"client_kwargs": {"endpoint_url": moto_s3.endpoint_url}}
+    table = Collection.open(f"{root}/{GROUP}/collection", storage_options=s3).to_table()
+    assert table.num_rows == 6 and sorted(set(table.column("month").to_pylist())) == [1, 2, 3]
+    assert len(set(table.column("id").to_pylist())) == 6
+    for band in BANDS:
+        assert table.column(f"{band}_metadata").null_count == 0
+    assert set(table.column("run_id").to_pylist()) == {r["runId"] for r in runs}
+    assert not any(server.workspace.iterdir()), "a step wrote to the local workspace folder"
