@@ -10,9 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 from month_records import scan_month
 
-from parity.inputs import BANDS, FEBRUARY
+from parity.inputs import FEBRUARY, table_source
 from rasteret_assets.ingest import RecordTableBuilder, build_collection_from_table
-from rasteret_assets.sources import SourceSpec, resolve
 
 
 def test_build_collection_from_table_keeps_the_callers_year_and_month(
@@ -32,16 +31,7 @@ def test_the_dagster_records_step_derives_year_and_month_from_datetime(
 ) -> None:
     path = tmp_path / "records.parquet"
     table = february.append_column("year", pa.array([1999, 1999], pa.int32()))
-    pq.write_table(table.append_column("month", pa.array([7, 7], pa.int32())), path)
-    source = resolve(
-        SourceSpec(
-            name="t",
-            kind="record_table",
-            location=str(path),
-            band_map={b: b for b in BANDS},
-            start_month="2024-01",
-        )
-    )
+    source = table_source(table.append_column("month", pa.array([7, 7], pa.int32())), path)
     records, _ = scan_month(source, *FEBRUARY)
     assert records is not None
     assert records.column("year").to_pylist() == [2024, 2024]

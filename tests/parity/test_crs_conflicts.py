@@ -11,20 +11,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from parity.inputs import BANDS, with_href
+from parity.inputs import BANDS, collection_metadata, run_month, table_source, with_href
 from rasteret_assets.collection import Collection
-from rasteret_assets.defs.assets import build_source_assets
-from rasteret_assets.defs.resources import (
-    ConcurrencyResource,
-    StorageResource,
-    WorkspaceResource,
-)
 from rasteret_assets.ingest import (
     RecordTableBuilder,
     build_url_index_from_assets,
     enrich_table_with_cog_metadata,
 )
-from rasteret_assets.sources import SourceSpec, resolve
 
 
 @pytest.fixture
@@ -55,36 +48,13 @@ def test_the_record_table_builder_refuses_the_record(conflicting: pa.Table, tmp_
 def test_the_dagster_month_leaves_the_record_out_and_warns(
     conflicting: pa.Table, other_crs_cog: Path, tmp_path: Path
 ) -> None:
-    path = tmp_path / "records.parquet"
-    pq.write_table(conflicting, path)
-    source = resolve(
-        SourceSpec(
-            name="table",
-            kind="record_table",
-            location=str(path),
-            band_map={b: b for b in BANDS},
-            start_month="2024-01",
-        )
-    )
-    result = dg.materialize(
-        build_source_assets(source),
-        partition_key="2024-02-01",
-        resources={
-            "workspace": WorkspaceResource(root=str(tmp_path / "ws")),
-            "storage": StorageResource(allowed_local_roots=[str(other_crs_cog.parent)]),
-            "concurrency": ConcurrencyResource(max_concurrent=4),
-        },
-    )
+    source = table_source(conflicting, tmp_path / "records.parquet", name="table")
+    result = run_month(source, tmp_path / "ws", other_crs_cog.parent)
     assert result.success
     ids = conflicting.column("id").to_pylist()
     published = Collection.open(tmp_path / "ws" / "table" / "collection").to_table()
     assert published.column("id").to_pylist() == ids[1:]
-    materialization = next(
-        m
-        for m in result.get_asset_materialization_events()
-        if m.asset_key == dg.AssetKey(["table", "collection"])
-    )
-    metadata = materialization.materialization.metadata
+    metadata = collection_metadata(result, "table")
     assert metadata["crs_conflicts_left_out"].value == 1
     check = next(
         c for c in result.get_asset_check_evaluations() if c.check_name == "crs_consistent"

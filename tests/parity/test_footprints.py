@@ -6,31 +6,22 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import dagster as dg
 import geopandas as gpd
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import rasterio
 import shapely
 from rasterio.warp import transform_bounds
 
-from parity.inputs import BANDS
+from parity.inputs import BANDS, collection_metadata, run_month, table_source
 from rasteret_assets.collection import Collection
-from rasteret_assets.defs.assets import build_source_assets
-from rasteret_assets.defs.resources import (
-    ConcurrencyResource,
-    StorageResource,
-    WorkspaceResource,
-)
 from rasteret_assets.ingest import (
     RecordTableBuilder,
     build_collection_from_table,
     build_url_index_from_assets,
     enrich_table_with_cog_metadata,
 )
-from rasteret_assets.sources import SourceSpec, resolve
 
 
 def without_footprints(table: pa.Table, missing_file: Path | None = None) -> pa.Table:
@@ -71,33 +62,11 @@ def test_reference_functions_derive_footprints_from_headers(
 def test_the_dagster_month_derives_and_counts_footprints(
     february: pa.Table, tmp_path: Path
 ) -> None:
-    path = tmp_path / "records.parquet"
-    pq.write_table(without_footprints(february, tmp_path / "gone.tif"), path)
-    source = resolve(
-        SourceSpec(
-            name="t",
-            kind="record_table",
-            location=str(path),
-            band_map={b: b for b in BANDS},
-            start_month="2024-01",
-            min_header_coverage=0.5,
-        )
-    )
-    result = dg.materialize(
-        build_source_assets(source),
-        partition_key="2024-02-01",
-        resources={
-            "workspace": WorkspaceResource(root=str(tmp_path / "ws")),
-            "storage": StorageResource(allowed_local_roots=[str(tmp_path)]),
-            "concurrency": ConcurrencyResource(max_concurrent=4),
-        },
-    )
+    table = without_footprints(february, tmp_path / "gone.tif")
+    source = table_source(table, tmp_path / "records.parquet", min_header_coverage=0.5)
+    result = run_month(source, tmp_path / "ws", tmp_path)
     assert result.success
-    metadata = next(
-        m.materialization.metadata
-        for m in result.get_asset_materialization_events()
-        if m.asset_key == dg.AssetKey(["t", "collection"])
-    )
+    metadata = collection_metadata(result, "t")
     assert metadata["footprints_from_headers"].value == 1
     assert metadata["footprints_missing"].value == 1
     published = Collection.open(tmp_path / "ws" / "t" / "collection").to_table()
