@@ -29,6 +29,7 @@ from multiprocessing.process import BaseProcess
 
 import pyarrow as pa
 
+from rasteret_assets.contract import COG_HEADERS_SCHEMA
 from rasteret_assets.ingest.headers.engine import HeaderOutcome, ProgressLog
 from rasteret_assets.ingest.headers.rows import outcomes_table, status_counts
 from rasteret_assets.ingest.headers.worker import WorkerConfig, run_worker
@@ -179,9 +180,13 @@ class HeaderPool:
                 yield from self._lose(worker)
                 return
             if kind == "rows":
-                table, numbers = payload
-                worker.held.difference_update(numbers)
-                yield self._answered(table)
+                try:
+                    rows = pa.ipc.read_record_batch(worker.results.recv_bytes(), COG_HEADERS_SCHEMA)
+                except (EOFError, OSError):
+                    yield from self._lose(worker)
+                    return
+                worker.held.difference_update(payload[0])
+                yield self._answered(pa.Table.from_batches([rows]))
             elif kind == "failed":
                 raise HeaderPoolError(f"header worker {worker.process.pid} failed:\n{payload[0]}")
 

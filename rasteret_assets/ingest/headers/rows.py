@@ -61,6 +61,11 @@ def add_urls(urls: dict[str, str], hrefs: pa.Array) -> None:
 
 def outcomes_table(outcomes: Sequence[HeaderOutcome]) -> pa.Table:
     """One row per URL with status, cost and (for successes) every IFD level and geo field."""
+    return pa.Table.from_batches([outcomes_batch(outcomes)])
+
+
+def outcomes_batch(outcomes: Sequence[HeaderOutcome]) -> pa.RecordBatch:
+    """:func:`outcomes_table` as one record batch (what a worker process sends)."""
     headers = [o.header for o in outcomes]
     geos = [None if h is None else h.geo for h in headers]
     flat = [(ifd, None) for h in headers if h is not None for ifd in h.ifds]
@@ -98,7 +103,7 @@ def outcomes_table(outcomes: Sequence[HeaderOutcome]) -> pa.Table:
         "epsg": pa.array([None if g is None else g.epsg for g in geos], pa.int32()),
         "crs": pa.array([None if g is None else g.crs for g in geos], pa.string()),
     }
-    return pa.Table.from_pydict(columns, schema=COG_HEADERS_SCHEMA)
+    return pa.RecordBatch.from_pydict(columns, schema=COG_HEADERS_SCHEMA)
 
 
 async def outcome_batches(
