@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import pyarrow as pa
 
+from rasteret_assets.ingest.headers.collector import collector_tuned
 from rasteret_assets.ingest.headers.engine import ProgressLog, fetch_headers
 from rasteret_assets.ingest.headers.pool import HeaderPool, pool_rows, workers_started
 from rasteret_assets.ingest.headers.rows import outcome_batches
@@ -104,8 +105,9 @@ async def header_rows(
         stream = fetch_headers(
             urls, backend, max_concurrent=max_concurrent, retry=policy, progress=progress, **engine
         )
-        async for rows in outcome_batches(stream, batch_size=batch_size):
-            yield rows
+        with collector_tuned():
+            async for rows in outcome_batches(stream, batch_size=batch_size):
+                yield rows
         return
     options = portable_options(backend)
     assert options is not None

@@ -16,7 +16,6 @@ a bug (never for a bad asset: that is a row).
 from __future__ import annotations
 
 import asyncio
-import gc
 import resource
 import threading
 import traceback
@@ -25,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
+from rasteret_assets.ingest.headers.collector import collector_tuned
 from rasteret_assets.ingest.headers.engine import HeaderOutcome, fetch_headers
 from rasteret_assets.ingest.headers.rows import outcomes_batch
 from rasteret_assets.storage import RetryPolicy, StorageOptions, StorageRouter
@@ -35,8 +35,6 @@ FLUSH_SECONDS = 0.2
 #: refills only what it knows is answered, but a message per row (the run's tail, 0 ms
 #: latency) cost more than the headers in it.
 STARVING_FLUSH_SECONDS = 0.005
-#: Allocations between collections of the youngest generation in a worker (see tune_gc).
-GC_YOUNG_THRESHOLD = 10_000
 
 
 @dataclass(frozen=True)
@@ -178,26 +176,11 @@ async def _serve(tasks: Connection, results: Connection, config: WorkerConfig) -
     batcher.flush()
 
 
-def tune_gc() -> None:
-    """Keep the garbage collector off what a worker never frees, and off every request.
-
-    A worker process is ours alone, so process-wide collector settings are ours to choose.
-    Everything imported before the run (the engine, pyarrow, aiohttp) is frozen out of the
-    collections, and the youngest generation is collected every :data:`GC_YOUNG_THRESHOLD`
-    allocations instead of 700: hundreds of requests in flight keep thousands of young objects
-    alive, which the default threshold traced over and over. Measured A/B at 4,000 URLs, c=256,
-    one worker: 0.32-0.35 ms CPU per header instead of 0.37-0.41.
-    """
-    gc.freeze()
-    _, middle, oldest = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, oldest)
-
-
 def run_worker(tasks: Connection, results: Connection, config: WorkerConfig) -> None:
     """Process entry point: read headers until the parent says ``end``, then say ``done``."""
-    tune_gc()
     try:
-        asyncio.run(_serve(tasks, results, config))
+        with collector_tuned():
+            asyncio.run(_serve(tasks, results, config))
     except BaseException:
         results.send(("failed", traceback.format_exc()))
         raise
