@@ -90,6 +90,11 @@ def refused_host(host: str) -> str | None:
     return blocked_address(host)
 
 
+#: Origins whose verdict a policy keeps (a month reads from a handful).
+MAX_CACHED_ORIGINS = 4096
+_UNKNOWN = object()
+
+
 @dataclass(frozen=True)
 class UrlPolicy:
     """Allowed schemes, hosts/buckets and local roots; metadata addresses are always refused.
@@ -110,6 +115,11 @@ class UrlPolicy:
     allowed_hosts: tuple[str, ...] = ("*",)
     allowed_local_roots: tuple[Path, ...] | None = None
     _roots: tuple[Path, ...] | None = field(init=False, repr=False, compare=False)
+    #: Verdicts by ``scheme://authority``: for a URL with an authority, the verdict depends on
+    #: nothing else, and a run asks once per request for URLs of a handful of origins.
+    _verdicts: dict[str, str | None] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         schemes = frozenset(s.lower() for s in self.allowed_schemes)
@@ -133,6 +143,18 @@ class UrlPolicy:
         """Why ``url`` may not be read, or None when it may."""
         if "://" not in url and not url.startswith("file:"):
             return self._local_violation(url)
+        end = url.find("/", url.find("://") + 3)
+        origin = url if end < 0 else url[:end]
+        if origin.startswith("file:"):
+            return self._url_violation(url)
+        verdict = self._verdicts.get(origin, _UNKNOWN)
+        if verdict is _UNKNOWN:
+            if len(self._verdicts) >= MAX_CACHED_ORIGINS:
+                self._verdicts.clear()
+            verdict = self._verdicts[origin] = self._url_violation(origin)
+        return verdict  # type: ignore[return-value]
+
+    def _url_violation(self, url: str) -> str | None:
         try:
             parts = urlsplit(url)
             host = (parts.hostname or "").rstrip(".")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rasteret_assets.storage import RetryPolicy, StorageError, StorageOptions, StorageRouter
-from rasteret_assets.storage.policy import UrlPolicy, blocked_address
+from rasteret_assets.storage.policy import MAX_CACHED_ORIGINS, UrlPolicy, blocked_address
 
 METADATA_URLS = [
     "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
@@ -81,6 +81,27 @@ def test_host_and_bucket_patterns() -> None:
     assert refused is not None and "host 'evil.example.com'" in refused
     # The host pattern never lifts the metadata refusal.
     assert UrlPolicy(allowed_hosts=("169.254.*",)).violation("http://169.254.169.254/") is not None
+
+
+def test_verdicts_are_remembered_per_origin_and_never_across_origins() -> None:
+    policy = UrlPolicy(allowed_hosts=("data.example.org",))
+    urls = [
+        "https://data.example.org/a.tif",
+        "https://data.example.org.evil.com/a.tif",
+        "https://data.example.org:8443/a.tif",
+        "https://user@evil.com/data.example.org/a.tif",
+        "https://data.example.org?x=/evil.com",
+        "http://169.254.169.254/data.example.org",
+    ]
+    fresh = [UrlPolicy(allowed_hosts=("data.example.org",)).violation(url) for url in urls]
+    assert [v is None for v in fresh] == [True, False, True, False, True, False]
+    for _ in range(3):  # the second and third rounds come from the remembered verdicts
+        assert [policy.violation(url) for url in urls] == fresh
+    assert policy.violation("https://data.example.org/other/b.tif") is None
+    for i in range(MAX_CACHED_ORIGINS + 10):  # the memory stays bounded
+        policy.violation(f"https://h{i}.example.org/x.tif")
+    assert len(policy._verdicts) <= MAX_CACHED_ORIGINS
+    assert policy.violation("https://evil.com/x.tif") is not None
 
 
 @pytest.fixture
