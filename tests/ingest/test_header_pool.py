@@ -135,7 +135,20 @@ def test_the_run_concurrency_is_shared_by_the_workers() -> None:
     assert share.options.max_connections_per_host == 0  # unlimited stays unlimited
 
 
-def test_small_runs_and_local_backends_stay_in_process() -> None:
+class SuffixSigner:
+    """A URL signer of this process only (it could hold a token cache or a callback)."""
+
+    async def sign(self, url: str) -> str:
+        return f"{url}?sig=local"
+
+    def refused(self, url: str, signed: str) -> bool:
+        return False
+
+    async def close(self) -> None:
+        return None
+
+
+def test_small_runs_local_backends_and_injected_signers_stay_in_process() -> None:
     router = StorageRouter(StorageOptions())
     cold, warm = 4 * COLD_URLS_PER_WORKER, 4 * WARM_URLS_PER_WORKER
     assert plan_workers(4, cold, 256, router, warm=False) == 4
@@ -146,6 +159,10 @@ def test_small_runs_and_local_backends_stay_in_process() -> None:
     assert plan_workers(None, cold * 64, 256, router) == min(default_workers(), 256)
     assert plan_workers(4, cold, 256, StorageRouter(local=LocalBackend())) == 1
     assert plan_workers(4, cold, 256, LocalBackend()) == 1
+    # A signer handed in exists only here; one the options name is rebuilt by each worker.
+    assert plan_workers(4, cold, 256, StorageRouter(StorageOptions(), signer=SuffixSigner())) == 1
+    named = StorageRouter(StorageOptions(url_signer="planetary-computer"))
+    assert plan_workers(4, cold, 256, named) == 4
     with pytest.raises(ValueError, match="workers must be >= 1"):
         plan_workers(0, cold, 256, router)
 

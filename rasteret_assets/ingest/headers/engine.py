@@ -109,8 +109,9 @@ async def fetch_header(
         tally.requests += tries
         tally.bytes_read += len(first.data)
         etag, size = first.info.etag, first.info.size
-        driver.feed([(start, length)], [first.data], file_size=size)
-        header = await _complete(url, backend, driver, retry, tally, deadline)
+        header = driver.feed([(start, length)], [first.data], file_size=size)
+        if header is None:  # the first read did not hold the whole header
+            header = await _complete(url, backend, driver, retry, tally, deadline)
     except (StorageError, TiffError) as error:
         # A storage failure cost the tries of the call that gave up; a parse failure none.
         failed_tries = (error.attempts or 1) if isinstance(error, StorageError) else 0
