@@ -6,6 +6,7 @@ that results agree with what rasterio reports for the same file.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 
@@ -156,16 +157,21 @@ def build_geo_info(
     gdal_nodata: str | None,
     gdal_metadata: str | None,
 ) -> GeoInfo:
-    keys = (
-        parse_geo_keys(geo_key_directory, geo_doubles, geo_ascii)
-        if geo_key_directory is not None
-        else {}
-    )
+    if geo_key_directory is None:
+        keys: dict[int, GeoKeyValue] = {}
+        epsg, description = crs_from_keys(keys)
+    else:
+        pairs, epsg, description = _keys_and_crs(
+            geo_key_directory.dtype.str,
+            geo_key_directory.tobytes(),
+            None if geo_doubles is None else (geo_doubles.dtype.str, geo_doubles.tobytes()),
+            geo_ascii,
+        )
+        keys = dict(pairs)
     raster_type = keys.get(GT_RASTER_TYPE, 1)
     scale = _as_tuple(pixel_scale)
     ties = _as_tuple(tiepoint)
     matrix = _as_tuple(model_transformation)
-    epsg, description = crs_from_keys(keys)
     return GeoInfo(
         transform=transform_from_tags(scale, ties, matrix, raster_type),
         pixel_scale=scale,
@@ -179,8 +185,29 @@ def build_geo_info(
     )
 
 
+@functools.lru_cache(maxsize=256)
+def _keys_and_crs(
+    directory_dtype: str,
+    directory: bytes,
+    doubles: tuple[str, bytes] | None,
+    ascii_params: str | None,
+) -> tuple[tuple[tuple[int, GeoKeyValue], ...], int | None, str | None]:
+    """GeoKeys and CRS of one GeoKey directory: the files of a collection share a handful of
+    CRSs, so they are resolved once each. Keyed by bytes, and only up to 256 of them, so a
+    hostile stream of directories cannot pin much memory; each caller gets its own dict."""
+    keys = parse_geo_keys(
+        np.frombuffer(directory, directory_dtype),
+        None if doubles is None else np.frombuffer(doubles[1], doubles[0]),
+        ascii_params,
+    )
+    return tuple(keys.items()), *crs_from_keys(keys)
+
+
 def _as_tuple(values: np.ndarray | None) -> tuple[float, ...] | None:
     if values is None:
         return None
-    # tolist() widens in C without numpy's cast warning for a signalling NaN in FLOAT values.
+    # tolist() widens in C without numpy's cast warning for a signalling NaN in FLOAT values;
+    # it gives Python floats for float arrays, ints (converted here) for integer ones.
+    if values.dtype.kind == "f":
+        return tuple(values.tolist())
     return tuple(float(v) for v in values.tolist())

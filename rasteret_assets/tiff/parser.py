@@ -32,6 +32,7 @@ from rasteret_assets.tiff.model import (
 )
 from rasteret_assets.tiff.tags import (
     FIELD_TYPES,
+    PAIRED_TYPES,
     UNSIGNED_SCALAR_CODES,
     Describe,
     Tag,
@@ -127,6 +128,21 @@ _INLINE_SCALARS = {
     for bigtiff in (False, True)
 }
 
+#: field type -> numpy dtype per byte order, for the types that decode as one number per value
+#: (every numeric type but the rationals and COMPLEX): these need no checks beyond the value's.
+_PLAIN_DTYPES = {
+    order: {
+        field_type: np.dtype(order + code)
+        for field_type, (_, code, _) in FIELD_TYPES.items()
+        if code is not None and field_type not in PAIRED_TYPES
+    }
+    for order in "<>"
+}
+_UNSIGNED_DTYPES = {
+    order: {field_type: dtypes[field_type] for field_type in UNSIGNED_SCALAR_CODES}
+    for order, dtypes in _PLAIN_DTYPES.items()
+}
+
 
 #: Entry tables up to this size get a cached struct; one for thousands of entries takes ~0.5 MiB,
 #: so caching the counts of hostile files could pin over 100 MiB.
@@ -149,25 +165,34 @@ def _table_struct(order: str, bigtiff: bool, n_entries: int) -> struct.Struct:
 _Entry = tuple[int, int, bytes]
 
 
-@dataclass(frozen=True, slots=True)
 class _RawIfd:
-    """An IFD's entries by tag, values still undecoded."""
+    """An IFD's entries by tag, values still undecoded (a plain slots class: cheap to build)."""
 
-    index: int
-    offset: int
-    entries: dict[int, _Entry]
+    __slots__ = ("entries", "index", "offset")
+
+    def __init__(self, index: int, offset: int, entries: dict[int, _Entry]) -> None:
+        self.index = index
+        self.offset = offset
+        self.entries = entries
 
 
 class _Pass:
-    """One parse attempt over the buffer, collecting every range it finds missing."""
+    """One parse attempt over the buffer, collecting every range it finds missing.
+
+    A value that is not in the buffer yet adds to :attr:`missing` and reads as ``None`` (or as
+    its default); callers compare ``len(missing)`` to tell whether what they read is complete.
+    """
 
     def __init__(self, buffer: ByteBuffer, fmt: _Format) -> None:
         self.buffer = buffer
         self.fmt = fmt
+        self.order = fmt.order
         self.missing: list[tuple[int, int]] = []
         #: field type -> (most values held inline, unpack of the first) for integer types.
         self.inline = _INLINE_SCALARS[fmt.order, fmt.bigtiff]
         self.offset = _WALK_STRUCTS[fmt.order, fmt.bigtiff][1]
+        self.plain = _PLAIN_DTYPES[fmt.order]
+        self.unsigned = _UNSIGNED_DTYPES[fmt.order]
 
     def view(self, offset: int, length: int, what: str | Describe) -> memoryview | None:
         data = self.buffer.view(offset, length, what)
@@ -210,104 +235,91 @@ class _Pass:
             # One C-level unpack of the whole table; later duplicates of a tag win, as in
             # libtiff. Values are decoded only when a used tag is asked for.
             flat = _table_struct(fmt.order, fmt.bigtiff, n_entries).unpack_from(block)
-            values = zip(flat[1::4], flat[2::4], flat[3::4], strict=True)
-            entries = dict(zip(flat[0::4], values, strict=True))
-            ifds.append(_RawIfd(index, offset, entries))
+            values = zip(flat[1::4], flat[2::4], flat[3::4], strict=False)
+            ifds.append(_RawIfd(index, offset, dict(zip(flat[0::4], values, strict=False))))
             (offset,) = offset_struct.unpack_from(block, block_size)
         return ifds
 
-    def value(self, entry: _Entry, describe: Describe) -> memoryview | None:
+    def value(self, raw: _RawIfd, tag: int, entry: _Entry) -> memoryview | None:
         """The raw bytes of an entry's value: inline, or looked up at its offset."""
-        field = FIELD_TYPES.get(entry[0])
+        field_type, count, inline = entry
+        field = FIELD_TYPES.get(field_type)
         if field is None:
-            raise CorruptTiffError(f"{describe()} has unknown field type {entry[0]}")
-        if entry[0] in BIGTIFF_ONLY_TYPES and not self.fmt.bigtiff:
+            raise CorruptTiffError(f"{_name(raw, tag)} has unknown field type {field_type}")
+        if field_type in BIGTIFF_ONLY_TYPES and not self.fmt.bigtiff:
             raise CorruptTiffError(
-                f"{describe()} has BigTIFF-only field type {field[2]} in a classic TIFF"
+                f"{_name(raw, tag)} has BigTIFF-only field type {field[2]} in a classic TIFF"
             )
-        size = field[0] * entry[1]
+        size = field[0] * count
         if size > MAX_VALUE_BYTES:
-            raise CorruptTiffError(f"{describe()} claims {size} bytes of values")
-        if size <= len(entry[2]):
-            return memoryview(entry[2])[:size]
-        (offset,) = self.offset.unpack(entry[2])
-        data = self.buffer.view(offset, size, describe)
+            raise CorruptTiffError(f"{_name(raw, tag)} claims {size} bytes of values")
+        if size <= len(inline):
+            return memoryview(inline)[:size]
+        (offset,) = self.offset.unpack(inline)
+        data = self.buffer.view(offset, size, lambda: _name(raw, tag))
         if data is None:
             self.missing.append((offset, size))
         return data
 
-
-class _IfdReader:
-    """Typed access to the used tags of one IFD within a pass."""
-
-    def __init__(self, parse: _Pass, raw: _RawIfd) -> None:
-        self.parse = parse
-        self.raw = raw
-        self.incomplete = False
-
-    def name(self, tag: int) -> str:
-        return f"IFD {self.raw.index} {tag_name(tag)}"
-
-    def has(self, tag: int) -> bool:
-        return tag in self.raw.entries
-
-    def count(self, tag: int) -> int:
-        return self.raw.entries[tag][1]
-
-    def _raw(self, tag: int) -> tuple[_Entry, memoryview, Describe] | None:
-        entry = self.raw.entries.get(tag)
+    def integers(self, raw: _RawIfd, tag: int) -> np.ndarray | None:
+        """An integer tag's values; ``None`` when absent or not in the buffer yet."""
+        entry = raw.entries.get(tag)
         if entry is None:
             return None
-
-        def describe() -> str:
-            return self.name(tag)
-
-        data = self.parse.value(entry, describe)
+        data = self.value(raw, tag, entry)
         if data is None:
-            self.incomplete = True
             return None
-        return entry, data, describe
+        # Unsigned types cannot fail decoding: skip tags.py's checks for the common case.
+        dtype = self.unsigned.get(entry[0])
+        if dtype is not None:
+            return np.frombuffer(data, dtype)
+        return decode_integers(entry[0], entry[1], data, self.order, lambda: _name(raw, tag))
 
-    def integers(self, tag: int) -> np.ndarray | None:
-        found = self._raw(tag)
-        if found is None:
+    def numbers(self, raw: _RawIfd, tag: int) -> np.ndarray | None:
+        """A numeric tag's values (rationals as quotients); ``None`` when absent or missing."""
+        entry = raw.entries.get(tag)
+        if entry is None:
             return None
-        entry, data, describe = found
-        return decode_integers(entry[0], entry[1], data, self.parse.fmt.order, describe)
-
-    def numbers(self, tag: int) -> np.ndarray | None:
-        found = self._raw(tag)
-        if found is None:
+        data = self.value(raw, tag, entry)
+        if data is None:
             return None
-        entry, data, describe = found
-        return decode_numbers(entry[0], entry[1], data, self.parse.fmt.order, describe)
+        dtype = self.plain.get(entry[0])
+        if dtype is not None:
+            return np.frombuffer(data, dtype)
+        return decode_numbers(entry[0], entry[1], data, self.order, lambda: _name(raw, tag))
 
-    def text(self, tag: int) -> str | None:
-        found = self._raw(tag)
-        return None if found is None else decode_text(found[1])
+    def text(self, raw: _RawIfd, tag: int) -> str | None:
+        entry = raw.entries.get(tag)
+        if entry is None:
+            return None
+        data = self.value(raw, tag, entry)
+        return None if data is None else decode_text(data)
 
-    def blob(self, tag: int) -> bytes | None:
-        found = self._raw(tag)
-        return None if found is None else bytes(found[1])
+    def blob(self, raw: _RawIfd, tag: int) -> bytes | None:
+        entry = raw.entries.get(tag)
+        if entry is None:
+            return None
+        data = self.value(raw, tag, entry)
+        return None if data is None else bytes(data)
 
-    def scalar(self, tag: int, default: int) -> int:
+    def scalar(self, raw: _RawIfd, tag: int, default: int) -> int:
         """First value of an integer tag (always inline in practice, so read it directly)."""
-        entry = self.raw.entries.get(tag)
+        entry = raw.entries.get(tag)
         if entry is None:
             return default
-        inline = self.parse.inline.get(entry[0])
+        inline = self.inline.get(entry[0])
         if inline is not None and 1 <= entry[1] <= inline[0]:
             return inline[1](entry[2])[0]
-        values = self.integers(tag)
+        values = self.integers(raw, tag)
         if values is None:
             return default
         if len(values) == 0:
-            raise CorruptTiffError(f"{self.name(tag)} has no value")
+            raise CorruptTiffError(f"{_name(raw, tag)} has no value")
         return int(values[0])
 
-    def scalars(self, wanted: tuple[tuple[int, int], ...]) -> list[int]:
+    def scalars(self, raw: _RawIfd, wanted: tuple[tuple[int, int], ...]) -> list[int]:
         """:meth:`scalar` of each ``(tag, default)``, in one loop (this runs per IFD)."""
-        entries, inline = self.raw.entries, self.parse.inline
+        entries, inline = raw.entries, self.inline
         found = []
         for tag, default in wanted:
             entry = entries.get(tag)
@@ -318,24 +330,29 @@ class _IfdReader:
             if fast is not None and 1 <= entry[1] <= fast[0]:
                 found.append(fast[1](entry[2])[0])
             else:
-                found.append(self.scalar(tag, default))
+                found.append(self.scalar(raw, tag, default))
         return found
 
-    def per_sample(self, tag: int, samples: int, default: int) -> tuple[int, ...]:
+    def per_sample(self, raw: _RawIfd, tag: int, samples: int, default: int) -> tuple[int, ...]:
         """A per-sample tag, given once for all samples or once per sample."""
-        entry = self.raw.entries.get(tag)
+        entry = raw.entries.get(tag)
         if entry is None:
             return (default,) * samples
         if entry[1] == 1:
-            return (self.scalar(tag, default),) * samples
-        values = self.integers(tag)
+            return (self.scalar(raw, tag, default),) * samples
+        values = self.integers(raw, tag)
         if values is None:
             return (default,) * samples
         if len(values) < samples:
             raise CorruptTiffError(
-                f"{self.name(tag)} has {len(values)} values for {samples} samples"
+                f"{_name(raw, tag)} has {len(values)} values for {samples} samples"
             )
-        return tuple(int(v) for v in values[:samples])
+        return tuple(values[:samples].tolist())
+
+
+def _name(raw: _RawIfd, tag: int) -> str:
+    """``IFD n NAME (tag N)``: built only for an error message."""
+    return f"IFD {raw.index} {tag_name(tag)}"
 
 
 def _dtype_name(bits: tuple[int, ...], formats: tuple[int, ...], where: str) -> str:
@@ -369,7 +386,7 @@ def _dtype_name_uncached(bits: tuple[int, ...], formats: tuple[int, ...], where:
     raise UnsupportedTiffError(f"{where} has SampleFormat {sample_format} with {depth} bits")
 
 
-#: The scalar tags of an IFD with their defaults, read in one :meth:`_IfdReader.scalars` call.
+#: The scalar tags of an IFD with their defaults, read in one :meth:`_Pass.scalars` call.
 _IFD_SCALARS = (
     (Tag.IMAGE_WIDTH, 0),
     (Tag.IMAGE_LENGTH, 0),
@@ -395,18 +412,18 @@ _REQUIRED_TAGS = frozenset(
 )
 
 
-def _build_ifd(reader: _IfdReader) -> Ifd | None:
+def _build_ifd(parse: _Pass, raw: _RawIfd) -> Ifd | None:
     """Turn one raw IFD into an :class:`Ifd`, or ``None`` if some of its values are missing."""
-    raw = reader.raw
     entries = raw.entries
-    where = f"IFD {raw.index}"
     if not _REQUIRED_TAGS.issubset(entries):
+        where = f"IFD {raw.index}"
         if Tag.TILE_WIDTH not in entries or Tag.TILE_OFFSETS not in entries:
             layout = "striped (StripOffsets)" if Tag.STRIP_OFFSETS in entries else "untiled"
             raise NotTiledError(f"{where} is {layout}: no TileWidth/TileOffsets tags")
         missing = min(_REQUIRED_TAGS.difference(entries))
         raise CorruptTiffError(f"{where} lacks required tag {tag_name(missing)}")
 
+    complete = len(parse.missing)  # more missing ranges later: a value of this IFD is absent
     (
         width,
         height,
@@ -417,9 +434,74 @@ def _build_ifd(reader: _IfdReader) -> Ifd | None:
         compression,
         subfile_type,
         predictor,
-    ) = reader.scalars(_IFD_SCALARS)
-    if reader.incomplete:  # an out-of-line value is still missing: judge nothing yet
+    ) = parse.scalars(raw, _IFD_SCALARS)
+    if len(parse.missing) > complete:  # an out-of-line value is still missing: judge nothing yet
         return None
+    _check_layout(raw, width, height, tile_width, tile_height, samples, planar)
+    bits = parse.per_sample(raw, Tag.BITS_PER_SAMPLE, samples, 1)
+    formats = parse.per_sample(raw, Tag.SAMPLE_FORMAT, samples, 1)
+    if len(parse.missing) > complete:
+        return None
+
+    tiles_per_band = -(-width // tile_width) * -(-height // tile_height)
+    expected_tiles = tiles_per_band * (samples if planar == 2 else 1)
+    if expected_tiles > MAX_TILES:
+        raise CorruptTiffError(
+            f"IFD {raw.index} would need {expected_tiles} tiles (limit {MAX_TILES})"
+        )
+    for table in (Tag.TILE_OFFSETS, Tag.TILE_BYTE_COUNTS):
+        if entries[table][1] != expected_tiles:
+            raise CorruptTiffError(
+                f"{_name(raw, table)} has {entries[table][1]} entries, "
+                f"expected {expected_tiles} for {width}x{height} in {tile_width}x{tile_height} "
+                f"tiles"
+            )
+
+    offsets = parse.integers(raw, Tag.TILE_OFFSETS)
+    byte_counts = parse.integers(raw, Tag.TILE_BYTE_COUNTS)
+    extra = parse.integers(raw, Tag.EXTRA_SAMPLES) if Tag.EXTRA_SAMPLES in entries else None
+    jpeg_tables = (
+        parse.blob(raw, Tag.JPEG_TABLES)
+        if compression == COMPRESSION_JPEG and Tag.JPEG_TABLES in entries
+        else None
+    )
+    photometric = parse.scalar(raw, Tag.PHOTOMETRIC, -1) if Tag.PHOTOMETRIC in entries else None
+    if len(parse.missing) > complete or offsets is None or byte_counts is None:
+        return None
+    return Ifd(
+        raw.index,
+        raw.offset,
+        subfile_type,
+        width,
+        height,
+        tile_width,
+        tile_height,
+        samples,
+        bits,
+        formats,
+        _dtype_name(bits, formats, f"IFD {raw.index}"),
+        compression,
+        predictor,
+        photometric,
+        planar,
+        None if extra is None else tuple(extra.tolist()),
+        offsets.astype(np.uint64),
+        byte_counts.astype(np.uint64),
+        jpeg_tables,
+    )
+
+
+def _check_layout(
+    raw: _RawIfd,
+    width: int,
+    height: int,
+    tile_width: int,
+    tile_height: int,
+    samples: int,
+    planar: int,
+) -> None:
+    """Refuse image and tile sizes, sample counts and planar layouts that make no sense."""
+    where = f"IFD {raw.index}"
     if min(width, height, tile_width, tile_height) <= 0:
         raise CorruptTiffError(
             f"{where} has size {width}x{height} with tiles {tile_width}x{tile_height}"
@@ -428,70 +510,22 @@ def _build_ifd(reader: _IfdReader) -> Ifd | None:
         raise CorruptTiffError(f"{where} has SamplesPerPixel {samples} (expected 1..{MAX_SAMPLES})")
     if planar not in (1, 2):
         raise CorruptTiffError(f"{where} has PlanarConfiguration {planar}")
-    bits = reader.per_sample(Tag.BITS_PER_SAMPLE, samples, 1)
-    formats = reader.per_sample(Tag.SAMPLE_FORMAT, samples, 1)
-    if reader.incomplete:
-        return None
-
-    tiles_per_band = -(-width // tile_width) * -(-height // tile_height)
-    expected_tiles = tiles_per_band * (samples if planar == 2 else 1)
-    if expected_tiles > MAX_TILES:
-        raise CorruptTiffError(f"{where} would need {expected_tiles} tiles (limit {MAX_TILES})")
-    for table in (Tag.TILE_OFFSETS, Tag.TILE_BYTE_COUNTS):
-        if reader.count(table) != expected_tiles:
-            raise CorruptTiffError(
-                f"{reader.name(table)} has {reader.count(table)} entries, "
-                f"expected {expected_tiles} for {width}x{height} in {tile_width}x{tile_height} "
-                f"tiles"
-            )
-
-    offsets = reader.integers(Tag.TILE_OFFSETS)
-    byte_counts = reader.integers(Tag.TILE_BYTE_COUNTS)
-    extra = reader.integers(Tag.EXTRA_SAMPLES) if reader.has(Tag.EXTRA_SAMPLES) else None
-    jpeg_tables = (
-        reader.blob(Tag.JPEG_TABLES)
-        if compression == COMPRESSION_JPEG and reader.has(Tag.JPEG_TABLES)
-        else None
-    )
-    photometric = reader.scalar(Tag.PHOTOMETRIC, -1) if reader.has(Tag.PHOTOMETRIC) else None
-    if reader.incomplete or offsets is None or byte_counts is None:
-        return None
-    return Ifd(
-        index=raw.index,
-        offset=raw.offset,
-        new_subfile_type=subfile_type,
-        image_width=width,
-        image_height=height,
-        tile_width=tile_width,
-        tile_height=tile_height,
-        samples_per_pixel=samples,
-        bits_per_sample=bits,
-        sample_format=formats,
-        dtype=_dtype_name(bits, formats, where),
-        compression=compression,
-        predictor=predictor,
-        photometric=photometric,
-        planar_configuration=planar,
-        extra_samples=None if extra is None else tuple(int(v) for v in extra),
-        tile_offsets=offsets.astype(np.uint64),
-        tile_byte_counts=byte_counts.astype(np.uint64),
-        jpeg_tables=jpeg_tables,
-    )
 
 
-def _build_geo(reader: _IfdReader) -> GeoInfo | None:
+def _build_geo(parse: _Pass, raw: _RawIfd) -> GeoInfo | None:
     """Georeferencing from the primary IFD, or ``None`` if some of its values are missing."""
+    complete = len(parse.missing)
     tags = {
-        "geo_key_directory": reader.integers(Tag.GEO_KEY_DIRECTORY),
-        "geo_doubles": reader.numbers(Tag.GEO_DOUBLE_PARAMS),
-        "geo_ascii": reader.text(Tag.GEO_ASCII_PARAMS),
-        "pixel_scale": reader.numbers(Tag.MODEL_PIXEL_SCALE),
-        "tiepoint": reader.numbers(Tag.MODEL_TIEPOINT),
-        "model_transformation": reader.numbers(Tag.MODEL_TRANSFORMATION),
-        "gdal_nodata": reader.text(Tag.GDAL_NODATA),
-        "gdal_metadata": reader.text(Tag.GDAL_METADATA),
+        "geo_key_directory": parse.integers(raw, Tag.GEO_KEY_DIRECTORY),
+        "geo_doubles": parse.numbers(raw, Tag.GEO_DOUBLE_PARAMS),
+        "geo_ascii": parse.text(raw, Tag.GEO_ASCII_PARAMS),
+        "pixel_scale": parse.numbers(raw, Tag.MODEL_PIXEL_SCALE),
+        "tiepoint": parse.numbers(raw, Tag.MODEL_TIEPOINT),
+        "model_transformation": parse.numbers(raw, Tag.MODEL_TRANSFORMATION),
+        "gdal_nodata": parse.text(raw, Tag.GDAL_NODATA),
+        "gdal_metadata": parse.text(raw, Tag.GDAL_METADATA),
     }
-    if reader.incomplete:
+    if len(parse.missing) > complete:
         return None
     return build_geo_info(**tags)
 
@@ -570,17 +604,17 @@ def parse_header(buffer: ByteBuffer) -> TiffHeader | NeedBytes:
         raise CorruptTiffError("the file header points at no IFD (offset 0)")
     parse = _Pass(buffer, fmt)
     raws = parse.walk_ifds(first_offset)
-    ifds = [_build_ifd(_IfdReader(parse, raw)) for raw in raws]
+    ifds = [_build_ifd(parse, raw) for raw in raws]
     primary = next(
         (
             raw
             for raw in raws
-            if not _IfdReader(parse, raw).scalar(Tag.NEW_SUBFILE_TYPE, 0)
+            if not parse.scalar(raw, Tag.NEW_SUBFILE_TYPE, 0)
             & (NEW_SUBFILE_REDUCED | NEW_SUBFILE_MASK)
         ),
         raws[0] if raws else None,
     )
-    geo = _build_geo(_IfdReader(parse, primary)) if primary is not None else None
+    geo = _build_geo(parse, primary) if primary is not None else None
     ghost = _ghost_header(parse, first_offset)
     if parse.missing:
         return NeedBytes(merge_ranges(parse.missing))
