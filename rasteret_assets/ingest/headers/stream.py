@@ -6,12 +6,13 @@ Every door (the library functions, both builders, the ``cog_headers`` step) asks
 * ``workers`` defaults to the CPUs this process may use (:func:`default_workers`);
 * each worker must get enough URLs to pay for starting it. The first pool of a process
   starts the forkserver, which imports the engine (pyarrow, aiohttp, the storage backends):
-  2-3 s on a loaded 2-core box, the time one process needs for 2,000-3,000 headers. So a
-  process's first pool needs :data:`COLD_URLS_PER_WORKER` URLs per worker, and the break-even
-  of ``N / r = start + N / (w r)`` is met from ~5,000 URLs on 2 workers. Later pools fork in
-  ~0.05 s per worker; what is left is the run's tail (workers idle while the last URLs
-  finish), so :data:`WARM_URLS_PER_WORKER` is enough. Below that one process is as fast and
-  simpler to debug (a chunk of a streamed build, a small month);
+  0.7 s on an idle 2-core box, 2-3 s on a loaded one, the time one process needs for
+  2,500-10,000 headers. So a process's first pool needs :data:`COLD_URLS_PER_WORKER` URLs per
+  worker: the break-even of ``N / r = start + N / (s r)`` (``s``, the speed-up of ``w``
+  workers, ~1.8 on 2 cores against a remote store) is met from ~5,000 URLs on 2 workers.
+  Later pools fork in ~0.02 s per worker; what is left is the run's tail (workers idle while
+  the last URLs finish), so :data:`WARM_URLS_PER_WORKER` is enough. Below that one process is
+  as fast and simpler to debug (a chunk of a streamed build, a small month);
 * a backend that cannot be rebuilt in another process (injected backends, a custom
   ``StorageBackend``), a caller that is itself a daemon process and a platform without the
   forkserver start method keep the run here.
