@@ -282,7 +282,7 @@ def _collection_asset(
             "dagster/row_count": 0,
             "dagster/uri": location_uri(None),
             "dagster/column_schema": schemas.collection_schema(source.band_codes),
-            "dagster_run": dg.MetadataValue.dagster_run(context.run_id),
+            "dagster_run": dg.MetadataValue.dagster_run(context.run.run_id),
             "published": False,
             "datetime_range": None,
             "crs_conflicts_left_out": 0,
@@ -302,7 +302,7 @@ def _collection_asset(
             headers,
             workspace.uri(source.name, "collection"),
             storage_options=workspace.storage_options or None,
-            lineage=Lineage.now(context.run_id),
+            lineage=Lineage.now(context.run.run_id),
         )
         assert result.checks is not None
         results = [checks.check_result(o) for o in result.checks.outcomes]

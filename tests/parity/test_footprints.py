@@ -16,6 +16,7 @@ from rasterio.warp import transform_bounds
 
 from parity.inputs import BANDS, collection_metadata, run_month, table_source
 from rasteret_assets.collection import Collection
+from rasteret_assets.contract import ContractError
 from rasteret_assets.ingest import (
     RecordTableBuilder,
     build_collection_from_table,
@@ -116,3 +117,30 @@ def test_a_geoparquet_record_table_in_another_crs_is_reprojected(
             shapely.bounds(shapely.from_wkb(original[record_id])),
             atol=1e-7,
         )
+
+
+@pytest.mark.parametrize(
+    ("metadata", "cause"),
+    [
+        (b"{not json", "not JSON"),
+        (b'["crs"]', "a JSON list, not an object"),
+        (b'{"columns": ["geometry"]}', "'columns' is not an object"),
+        (b'{"columns": {"geometry": "EPSG:3857"}}', "columns.geometry is not an object"),
+    ],
+)
+def test_unreadable_geoparquet_metadata_is_refused_not_read_as_lon_lat(
+    february: pa.Table, metadata: bytes, cause: str
+) -> None:
+    table = february.replace_schema_metadata({b"geo": metadata})
+    with pytest.raises(ContractError, match=f"column 'geometry': cannot tell its CRS.*{cause}"):
+        build_collection_from_table(table)
+
+
+def test_unreadable_geoarrow_metadata_is_refused_not_read_as_lon_lat(february: pa.Table) -> None:
+    index = february.schema.get_field_index("geometry")
+    field = february.schema.field(index).with_metadata(
+        {b"ARROW:extension:name": b"geoarrow.wkb", b"ARROW:extension:metadata": b"{bad"}
+    )
+    table = february.set_column(index, field, february.column(index))
+    with pytest.raises(ContractError, match="GeoArrow extension metadata is not JSON"):
+        build_collection_from_table(table)

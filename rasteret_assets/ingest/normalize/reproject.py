@@ -55,10 +55,11 @@ def to_lon_lat(geoms: np.ndarray, crs: CRS) -> np.ndarray:
 def _geoarrow_crs(field: pa.Field) -> Any:
     kind = field.type
     if isinstance(kind, pa.ExtensionType) and kind.extension_name.startswith("geoarrow."):
-        return _crs_of(kind.__arrow_ext_serialize__())
+        return _crs_of(kind.__arrow_ext_serialize__(), field.name, "GeoArrow extension metadata")
     metadata = field.metadata or {}
     if metadata.get(_EXTENSION_NAME, b"").startswith(b"geoarrow."):
-        return _crs_of(metadata.get(_EXTENSION_METADATA, b""))
+        serialized = metadata.get(_EXTENSION_METADATA, b"")
+        return _crs_of(serialized, field.name, "GeoArrow extension metadata")
     return None
 
 
@@ -66,16 +67,36 @@ def _geoparquet_crs(schema: pa.Schema, column: str) -> Any:
     raw = (schema.metadata or {}).get(b"geo")
     if not raw:
         return None
-    try:
-        return json.loads(raw).get("columns", {}).get(column, {}).get("crs")
-    except (ValueError, AttributeError):
-        return None
+    geo = _json_object(raw, column, "GeoParquet 'geo' metadata")
+    columns = geo.get("columns", {})
+    if not isinstance(columns, dict):
+        raise _unreadable(column, "GeoParquet 'geo' metadata", "'columns' is not an object")
+    entry = columns.get(column, {})
+    if not isinstance(entry, dict):
+        raise _unreadable(column, "GeoParquet 'geo' metadata", f"columns.{column} is not an object")
+    return entry.get("crs")
 
 
-def _crs_of(serialized: bytes) -> Any:
+def _crs_of(serialized: bytes, column: str, where: str) -> Any:
+    """The ``crs`` of GeoArrow extension metadata (empty metadata says nothing)."""
     if not serialized:
         return None
+    return _json_object(serialized, column, where).get("crs")
+
+
+def _json_object(raw: bytes, column: str, where: str) -> dict[str, Any]:
+    """Metadata that must be a JSON object: unreadable metadata leaves the CRS unknown, and
+    guessing lon/lat would put every footprint in the wrong place."""
     try:
-        return json.loads(serialized).get("crs")
-    except (ValueError, AttributeError):
-        return None
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise _unreadable(column, where, f"not JSON ({exc})") from exc
+    if not isinstance(value, dict):
+        raise _unreadable(column, where, f"a JSON {type(value).__name__}, not an object")
+    return value
+
+
+def _unreadable(column: str, where: str, why: str) -> ContractError:
+    return ContractError(
+        f"column {column!r}: cannot tell its CRS, its {where} is {why}", column=column
+    )
