@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import struct
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -166,14 +167,74 @@ _Entry = tuple[int, int, bytes]
 
 
 class _RawIfd:
-    """An IFD's entries by tag, values still undecoded (a plain slots class: cheap to build)."""
+    """One IFD of the chain, its entries decoded from the table only when asked for.
 
-    __slots__ = ("entries", "index", "offset")
+    ``key`` identifies the entry table (byte order, BigTIFF, the table's bytes): an IFD whose
+    table was seen before has the same :class:`_Plan`, and then never needs its entries
+    unless its georeferencing is read.
+    """
 
-    def __init__(self, index: int, offset: int, entries: dict[int, _Entry]) -> None:
+    __slots__ = ("_entries", "block", "fmt", "index", "key", "n_entries", "offset", "plan")
+
+    def __init__(
+        self, index: int, offset: int, block: memoryview, n_entries: int, fmt: _Format
+    ) -> None:
         self.index = index
         self.offset = offset
-        self.entries = entries
+        self.block = block
+        self.n_entries = n_entries
+        self.fmt = fmt
+        self._entries: dict[int, _Entry] | None = None
+        planned = n_entries <= MAX_PLANNED_ENTRIES
+        self.key = (fmt.order, fmt.bigtiff, bytes(block)) if planned else None
+        self.plan = None if self.key is None else _PLANS.get(self.key)
+
+    @property
+    def entries(self) -> dict[int, _Entry]:
+        """Entries by tag; later duplicates of a tag win, as in libtiff."""
+        if self._entries is None:
+            table = _table_struct(self.fmt.order, self.fmt.bigtiff, self.n_entries)
+            flat = table.unpack_from(self.block)
+            values = zip(flat[1::4], flat[2::4], flat[3::4], strict=False)
+            self._entries = dict(zip(flat[0::4], values, strict=False))
+        return self._entries
+
+
+class _Plan:
+    """What an entry table says about its IFD, less the tile tables: judged once per table.
+
+    A collection's files of one band and size are written alike, so their IFDs have
+    byte-identical entry tables except where a value lies in the table itself (a one-tile
+    level's offset). Only tables whose every used value but the tile tables is inline get a
+    plan, so a plan depends on the table's bytes alone and the tile tables are read per file.
+    """
+
+    __slots__ = ("byte_counts", "fields", "offsets")
+
+    def __init__(self, fields: tuple, offsets: _Entry, byte_counts: _Entry) -> None:
+        self.fields = fields
+        self.offsets = offsets
+        self.byte_counts = byte_counts
+
+
+#: Entry tables planned at most (FIFO): a few per band and overview level of a collection.
+MAX_PLANS = 512
+#: Tables longer than this are not planned (their keys would pin memory; none are common).
+MAX_PLANNED_ENTRIES = 64
+_PLANS: dict[tuple[str, bool, bytes], _Plan] = {}
+_TILE_TABLES = frozenset({Tag.TILE_OFFSETS, Tag.TILE_BYTE_COUNTS})
+
+
+_plans_lock = threading.Lock()
+
+
+def _remember(key: tuple[str, bool, bytes], plan: _Plan) -> None:
+    """Keep ``plan``, dropping the oldest beyond :data:`MAX_PLANS` (parsers in several
+    threads may add at once; looking plans up needs no lock)."""
+    with _plans_lock:
+        if len(_PLANS) >= MAX_PLANS:
+            del _PLANS[next(iter(_PLANS))]
+        _PLANS[key] = plan
 
 
 class _Pass:
@@ -188,6 +249,8 @@ class _Pass:
         self.fmt = fmt
         self.order = fmt.order
         self.missing: list[tuple[int, int]] = []
+        #: Tags whose values were looked up outside their entry, in order (plans need none).
+        self.outside: list[int] = []
         #: field type -> (most values held inline, unpack of the first) for integer types.
         self.inline = _INLINE_SCALARS[fmt.order, fmt.bigtiff]
         self.offset = _WALK_STRUCTS[fmt.order, fmt.bigtiff][1]
@@ -232,11 +295,7 @@ class _Pass:
             )
             if block is None:
                 break
-            # One C-level unpack of the whole table; later duplicates of a tag win, as in
-            # libtiff. Values are decoded only when a used tag is asked for.
-            flat = _table_struct(fmt.order, fmt.bigtiff, n_entries).unpack_from(block)
-            values = zip(flat[1::4], flat[2::4], flat[3::4], strict=False)
-            ifds.append(_RawIfd(index, offset, dict(zip(flat[0::4], values, strict=False))))
+            ifds.append(_RawIfd(index, offset, block[:block_size], n_entries, fmt))
             (offset,) = offset_struct.unpack_from(block, block_size)
         return ifds
 
@@ -255,6 +314,7 @@ class _Pass:
             raise CorruptTiffError(f"{_name(raw, tag)} claims {size} bytes of values")
         if size <= len(inline):
             return memoryview(inline)[:size]
+        self.outside.append(tag)
         (offset,) = self.offset.unpack(inline)
         data = self.buffer.view(offset, size, lambda: _name(raw, tag))
         if data is None:
@@ -264,8 +324,10 @@ class _Pass:
     def integers(self, raw: _RawIfd, tag: int) -> np.ndarray | None:
         """An integer tag's values; ``None`` when absent or not in the buffer yet."""
         entry = raw.entries.get(tag)
-        if entry is None:
-            return None
+        return None if entry is None else self.entry_integers(raw, tag, entry)
+
+    def entry_integers(self, raw: _RawIfd, tag: int, entry: _Entry) -> np.ndarray | None:
+        """:meth:`integers` of an entry at hand; ``None`` when not in the buffer yet."""
         data = self.value(raw, tag, entry)
         if data is None:
             return None
@@ -414,6 +476,9 @@ _REQUIRED_TAGS = frozenset(
 
 def _build_ifd(parse: _Pass, raw: _RawIfd) -> Ifd | None:
     """Turn one raw IFD into an :class:`Ifd`, or ``None`` if some of its values are missing."""
+    if raw.plan is not None:
+        return _planned_ifd(parse, raw, raw.plan)
+    outside = len(parse.outside)
     entries = raw.entries
     if not _REQUIRED_TAGS.issubset(entries):
         where = f"IFD {raw.index}"
@@ -468,9 +533,7 @@ def _build_ifd(parse: _Pass, raw: _RawIfd) -> Ifd | None:
     photometric = parse.scalar(raw, Tag.PHOTOMETRIC, -1) if Tag.PHOTOMETRIC in entries else None
     if len(parse.missing) > complete or offsets is None or byte_counts is None:
         return None
-    return Ifd(
-        raw.index,
-        raw.offset,
+    fields = (
         subfile_type,
         width,
         height,
@@ -485,9 +548,38 @@ def _build_ifd(parse: _Pass, raw: _RawIfd) -> Ifd | None:
         photometric,
         planar,
         None if extra is None else tuple(extra.tolist()),
+    )
+    if (
+        raw.key is not None
+        and jpeg_tables is None
+        and _TILE_TABLES.issuperset(parse.outside[outside:])
+    ):
+        plan = _Plan(fields, entries[Tag.TILE_OFFSETS], entries[Tag.TILE_BYTE_COUNTS])
+        _remember(raw.key, plan)
+    return Ifd(
+        raw.index,
+        raw.offset,
+        *fields,
         offsets.astype(np.uint64),
         byte_counts.astype(np.uint64),
         jpeg_tables,
+    )
+
+
+def _planned_ifd(parse: _Pass, raw: _RawIfd, plan: _Plan) -> Ifd | None:
+    """An IFD whose entry table was judged before: only its tile tables are read."""
+    complete = len(parse.missing)
+    offsets = parse.entry_integers(raw, Tag.TILE_OFFSETS, plan.offsets)
+    byte_counts = parse.entry_integers(raw, Tag.TILE_BYTE_COUNTS, plan.byte_counts)
+    if len(parse.missing) > complete or offsets is None or byte_counts is None:
+        return None
+    return Ifd(
+        raw.index,
+        raw.offset,
+        *plan.fields,
+        offsets.astype(np.uint64),
+        byte_counts.astype(np.uint64),
+        None,
     )
 
 
@@ -594,6 +686,12 @@ def _ghost_pairs(body: bytes) -> tuple[tuple[str, str], ...]:
 _cached_ghost_pairs = functools.lru_cache(maxsize=64)(_ghost_pairs)
 
 
+def _subfile_type(parse: _Pass, raw: _RawIfd) -> int:
+    return (
+        raw.plan.fields[0] if raw.plan is not None else parse.scalar(raw, Tag.NEW_SUBFILE_TYPE, 0)
+    )
+
+
 def parse_header(buffer: ByteBuffer) -> TiffHeader | NeedBytes:
     """Parse all IFDs the buffer holds; return the header or the ranges still missing."""
     found = _read_format(buffer)
@@ -609,8 +707,7 @@ def parse_header(buffer: ByteBuffer) -> TiffHeader | NeedBytes:
         (
             raw
             for raw in raws
-            if not parse.scalar(raw, Tag.NEW_SUBFILE_TYPE, 0)
-            & (NEW_SUBFILE_REDUCED | NEW_SUBFILE_MASK)
+            if not _subfile_type(parse, raw) & (NEW_SUBFILE_REDUCED | NEW_SUBFILE_MASK)
         ),
         raws[0] if raws else None,
     )
