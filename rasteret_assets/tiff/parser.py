@@ -167,14 +167,14 @@ _Entry = tuple[int, int, bytes]
 
 
 class _RawIfd:
-    """One IFD of the chain, its entries decoded from the table only when asked for.
+    """One IFD of the chain: its entry table, decoded unless a plan already says it all.
 
     ``key`` identifies the entry table (byte order, BigTIFF, the table's bytes): an IFD whose
-    table was seen before has the same :class:`_Plan`, and then never needs its entries
-    unless its georeferencing is read.
+    table was planned before (:class:`_Plan`) needs its entries only for georeferencing
+    (:meth:`with_entries`).
     """
 
-    __slots__ = ("_entries", "block", "fmt", "index", "key", "n_entries", "offset", "plan")
+    __slots__ = ("block", "entries", "fmt", "index", "key", "n_entries", "offset", "plan")
 
     def __init__(
         self, index: int, offset: int, block: memoryview, n_entries: int, fmt: _Format
@@ -184,20 +184,25 @@ class _RawIfd:
         self.block = block
         self.n_entries = n_entries
         self.fmt = fmt
-        self._entries: dict[int, _Entry] | None = None
         planned = n_entries <= MAX_PLANNED_ENTRIES
         self.key = (fmt.order, fmt.bigtiff, bytes(block)) if planned else None
         self.plan = None if self.key is None else _PLANS.get(self.key)
+        self.entries: dict[int, _Entry] = {} if self.plan is not None else self._decode()
 
-    @property
-    def entries(self) -> dict[int, _Entry]:
-        """Entries by tag; later duplicates of a tag win, as in libtiff."""
-        if self._entries is None:
-            table = _table_struct(self.fmt.order, self.fmt.bigtiff, self.n_entries)
-            flat = table.unpack_from(self.block)
-            values = zip(flat[1::4], flat[2::4], flat[3::4], strict=False)
-            self._entries = dict(zip(flat[0::4], values, strict=False))
-        return self._entries
+    def with_entries(self) -> _RawIfd:
+        """This IFD with its entries decoded (a planned one skipped them)."""
+        if self.plan is not None and not self.entries:
+            self.entries = self._decode()
+        return self
+
+    def _decode(self) -> dict[int, _Entry]:
+        """Entries by tag, from one C-level unpack of the table; later duplicates of a tag
+        win, as in libtiff."""
+        flat = _table_struct(self.fmt.order, self.fmt.bigtiff, self.n_entries).unpack_from(
+            self.block
+        )
+        values = zip(flat[1::4], flat[2::4], flat[3::4], strict=False)
+        return dict(zip(flat[0::4], values, strict=False))
 
 
 class _Plan:
@@ -711,7 +716,7 @@ def parse_header(buffer: ByteBuffer) -> TiffHeader | NeedBytes:
         ),
         raws[0] if raws else None,
     )
-    geo = _build_geo(parse, primary) if primary is not None else None
+    geo = _build_geo(parse, primary.with_entries()) if primary is not None else None
     ghost = _ghost_header(parse, first_offset)
     if parse.missing:
         return NeedBytes(merge_ranges(parse.missing))
