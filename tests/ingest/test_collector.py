@@ -44,6 +44,18 @@ def test_a_failing_run_restores_the_settings_too() -> None:
     assert gc.get_threshold() == before
 
 
+def test_a_process_that_froze_objects_itself_keeps_them_frozen() -> None:
+    gc.freeze()  # as a pre-forking server does before it forks its workers
+    frozen = gc.get_freeze_count()
+    assert frozen > 0
+    try:
+        with collector_tuned():
+            assert gc.get_threshold()[0] == YOUNG_THRESHOLD
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
+
+
 def test_cyclic_garbage_made_before_a_run_is_freed_after_it() -> None:
     class Node:
         pass

@@ -29,17 +29,25 @@ YOUNG_THRESHOLD = 50_000
 _lock = threading.Lock()
 _depth = 0
 _saved_threshold: tuple[int, int, int] | None = None
+_froze = False
 
 
 @contextmanager
 def collector_tuned() -> Iterator[None]:
-    """Freeze the heap and raise the young threshold while at least one run is inside."""
-    global _depth, _saved_threshold
+    """Freeze the heap and raise the young threshold while at least one run is inside.
+
+    A process that froze objects itself (a pre-forking server does) keeps them frozen: the
+    run then only raises the threshold, since unfreezing at its end would undo the caller's
+    freeze.
+    """
+    global _depth, _saved_threshold, _froze
     with _lock:
         _depth += 1
         if _depth == 1:
             _saved_threshold = gc.get_threshold()
-            gc.freeze()
+            _froze = gc.get_freeze_count() == 0
+            if _froze:
+                gc.freeze()
             gc.set_threshold(YOUNG_THRESHOLD, *_saved_threshold[1:])
     try:
         yield
@@ -48,5 +56,6 @@ def collector_tuned() -> Iterator[None]:
             _depth -= 1
             if _depth == 0 and _saved_threshold is not None:
                 gc.set_threshold(*_saved_threshold)
-                gc.unfreeze()
-                _saved_threshold = None
+                if _froze:
+                    gc.unfreeze()
+                _saved_threshold, _froze = None, False
