@@ -90,6 +90,16 @@ def refused_host(host: str) -> str | None:
     return blocked_address(host)
 
 
+def url_origin(url: str) -> str:
+    """``scheme://authority`` of a URL (``""`` for a local path): what a URL's verdict depends
+    on, and which files are written alike (one bucket, one collection's server)."""
+    start = url.find("://")
+    if start < 0:
+        return ""
+    end = url.find("/", start + 3)
+    return url if end < 0 else url[:end]
+
+
 #: Origins whose verdict a policy keeps (a month reads from a handful).
 MAX_CACHED_ORIGINS = 4096
 _UNKNOWN = object()
@@ -141,12 +151,11 @@ class UrlPolicy:
 
     def violation(self, url: str) -> str | None:
         """Why ``url`` may not be read, or None when it may."""
-        if "://" not in url and not url.startswith("file:"):
-            return self._local_violation(url)
-        end = url.find("/", url.find("://") + 3)
-        origin = url if end < 0 else url[:end]
-        if origin.startswith("file:"):
+        if url[:5].lower() == "file:":  # a file URL's verdict depends on its path
             return self._url_violation(url)
+        origin = url_origin(url)
+        if not origin:
+            return self._local_violation(url)
         verdict = self._verdicts.get(origin, _UNKNOWN)
         if verdict is _UNKNOWN:
             if len(self._verdicts) >= MAX_CACHED_ORIGINS:

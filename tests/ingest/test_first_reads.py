@@ -14,9 +14,9 @@ from rasteret_assets.ingest.headers.read_size import (
     START_READ,
     WARMUP,
     LearnedFirstReads,
-    host_key,
 )
 from rasteret_assets.storage import StorageOptions, StorageRouter
+from rasteret_assets.storage.policy import url_origin
 from rasteret_assets.tiff import HeaderReadDriver
 
 #: Real COGs whose headers end within a few KiB (ghost header, IFDs, tile tables).
@@ -97,6 +97,6 @@ def test_a_learned_size_stays_within_the_header_budget() -> None:
 
 
 def test_urls_group_by_scheme_and_host() -> None:
-    assert host_key("https://h.example:8443/a/b.tif?sig=1") == "https://h.example:8443"
-    assert host_key("s3://bucket/key.tif") == "s3://bucket"
-    assert host_key("/data/local.tif") == ""
+    assert url_origin("https://h.example:8443/a/b.tif?sig=1") == "https://h.example:8443"
+    assert url_origin("s3://bucket/key.tif") == "s3://bucket"
+    assert url_origin("/data/local.tif") == ""

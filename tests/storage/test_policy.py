@@ -126,6 +126,12 @@ def test_local_files_only_under_allowed_roots(
     assert refused is not None and "outside the allowed local roots" in refused
     assert policy.violation(f"{allowed}/../outside/x.tif") is not None
     assert policy.violation("file:///etc/passwd") is not None
+    # A file URL is judged by its own path, whatever the case of its scheme: never one
+    # verdict per "origin" shared by every file URL.
+    first = policy.violation(f"FILE://{outside / 'x.tif'}")
+    second = policy.violation(f"FILE://{outside / 'y.tif'}")
+    assert first is not None and "x.tif" in first
+    assert second is not None and "y.tif" in second
     monkeypatch.chdir(allowed)
     assert policy.violation("x.tif") is None
     assert policy.violation("../outside/x.tif") is not None

@@ -17,6 +17,8 @@ from collections import deque
 
 import numpy as np
 
+from rasteret_assets.storage.policy import url_origin
+
 #: First read of a host nothing is known about yet. A run's first ``max_concurrent`` URLs all
 #: start at this size before any header is back, so it is what those URLs cost: at 32 KiB,
 #: 256 first reads made a 2,000-URL run read 7.5 KiB per file where its headers reach 1.9 KiB.
@@ -38,15 +40,6 @@ STEP = 1024
 FLOOR = 4096
 
 
-def host_key(url: str) -> str:
-    """``scheme://host`` of a URL (``""`` for a local path): whose headers are alike."""
-    start = url.find("://")
-    if start < 0:
-        return ""
-    end = url.find("/", start + 3)
-    return url if end < 0 else url[:end]
-
-
 class LearnedFirstReads:
     """The first read size for each host, learned from the header extents of its files.
 
@@ -63,11 +56,11 @@ class LearnedFirstReads:
         self._since: dict[str, int] = {}
 
     def size_for(self, url: str) -> int:
-        return self._sizes.get(host_key(url), self.start)
+        return self._sizes.get(url_origin(url), self.start)
 
     def record(self, url: str, extent: int) -> None:
         """``url``'s header reached ``extent`` bytes into the file."""
-        key = host_key(url)
+        key = url_origin(url)
         seen = self._extents.get(key)
         if seen is None:
             seen = self._extents[key] = deque(maxlen=WINDOW)
